@@ -1,0 +1,47 @@
+/* aligned.c: the memalign family.
+ *
+ * Alignment comes from the size-class geometry where it can: every page starts at
+ * an 8 KiB boundary (64 KiB but for the first page of a segment), so a size class
+ * whose block size is a multiple of the alignment hands out aligned blocks anyway.
+ * Otherwise the block is over-allocated and an aligned address inside it returned;
+ * its page is flagged has_aligned so free() finds the block start in O(1).  Bigger
+ * alignments get a large segment placed so that its block is aligned.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "check.h"
+#include "internal.h"
+#include "sizeclass.h"
+
+#define GL_PAGE_START_ALIGN ((size_t)8192) /* every page start is a multiple of this */
+
+void *aligned_alloc_impl(size_t alignment, size_t size, bool zero) {
+  gl_assert(alignment != 0 && (alignment & (alignment - 1)) == 0);
+  if (alignment <= GL_MIN_ALIGN) return zero ? alloc_calloc(1, size) : alloc_malloc(size);
+  if (size > GL_MAX_ALLOC - alignment) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (alignment <= GL_PAGE_START_ALIGN) {
+    size_t rounded = (size + alignment - 1) & ~(alignment - 1);
+    if (rounded == 0) rounded = alignment;
+    if (rounded <= GL_MEDIUM_MAX && sizeclass_block_size(sizeclass_of(rounded)) % alignment == 0) {
+      void *p = zero ? alloc_calloc(1, rounded) : alloc_malloc(rounded);
+      gl_assert(p == NULL || ((uintptr_t)p & (alignment - 1)) == 0);
+      return p;
+    }
+  }
+  size_t padded = size + alignment - GL_MIN_ALIGN;
+  if (padded <= GL_MEDIUM_MAX) {
+    uint8_t *p = zero ? alloc_calloc(1, padded) : alloc_malloc(padded);
+    if (p == NULL) return NULL;
+    uint8_t *aligned = (uint8_t *)(((uintptr_t)p + alignment - 1) & ~(uintptr_t)(alignment - 1));
+    if (aligned != p) {
+      gl_page_t *page = gl_page_of(gl_segment_of(p), p);
+      page->has_aligned = 1;
+    }
+    return aligned;
+  }
+  return large_alloc(size, alignment, zero);
+}

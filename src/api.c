@@ -1,0 +1,155 @@
+/* api.c: the public galleon_* API with glibc's semantics, and the never-fail
+ * helpers.  The standard names (override.c) forward here. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "internal.h"
+
+/* glibc's mallopt parameters (malloc.h), spelled out so this file does not depend
+ * on glibc's header. */
+enum {
+  GL_M_MXFAST = 1,
+  GL_M_TRIM_THRESHOLD = -1,
+  GL_M_TOP_PAD = -2,
+  GL_M_MMAP_THRESHOLD = -3,
+  GL_M_MMAP_MAX = -4,
+  GL_M_CHECK_ACTION = -5,
+  GL_M_PERTURB = -6,
+  GL_M_ARENA_TEST = -7,
+  GL_M_ARENA_MAX = -8,
+};
+
+void *galleon_malloc(size_t size) { return alloc_malloc(size); }
+void *galleon_calloc(size_t count, size_t size) { return alloc_calloc(count, size); }
+void galleon_free(void *ptr) { alloc_free(ptr); }
+
+void *galleon_realloc(void *ptr, size_t size) {
+  if (ptr != NULL && size == 0) { /* glibc: free and return NULL */
+    alloc_free(ptr);
+    return NULL;
+  }
+  return realloc_impl(ptr, size);
+}
+
+void *galleon_reallocarray(void *ptr, size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return galleon_realloc(ptr, total);
+}
+
+/* C23: the size is a promise of the caller; Galleon finds the size itself. */
+void galleon_free_sized(void *ptr, size_t size) { alloc_free(ptr); }
+void galleon_free_aligned_sized(void *ptr, size_t alignment, size_t size) { alloc_free(ptr); }
+
+/* memalign and aligned_alloc, as glibc 2.36: an alignment that is not a power of
+ * two is rounded up to one; an impossible one is EINVAL. */
+static void *memalign_common(size_t alignment, size_t size) {
+  if (alignment > ((size_t)1 << 62)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (alignment < GL_MIN_ALIGN) alignment = GL_MIN_ALIGN;
+  if (alignment & (alignment - 1)) alignment = (size_t)1 << (64 - __builtin_clzl(alignment));
+  return aligned_alloc_impl(alignment, size, false);
+}
+
+void *galleon_memalign(size_t alignment, size_t size) { return memalign_common(alignment, size); }
+void *galleon_aligned_alloc(size_t alignment, size_t size) { return memalign_common(alignment, size); }
+
+int galleon_posix_memalign(void **memptr, size_t alignment, size_t size) {
+  if (alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0) return EINVAL;
+  void *p = aligned_alloc_impl(alignment, size, false);
+  if (p == NULL) return ENOMEM;
+  *memptr = p;
+  return 0;
+}
+
+void *galleon_valloc(size_t size) { return aligned_alloc_impl(os_page_size(), size, false); }
+
+void *galleon_pvalloc(size_t size) {
+  size_t page = os_page_size();
+  if (size > GL_MAX_ALLOC - page) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t rounded = (size + page - 1) & ~(page - 1);
+  if (rounded == 0) rounded = page;
+  return aligned_alloc_impl(page, rounded, false);
+}
+
+size_t galleon_malloc_usable_size(const void *ptr) { return alloc_usable_size(ptr); }
+
+void galleon_collect(void) {
+  heap_process_init();
+  gl_heap_t *heap = gl_tls_heap;
+  if (heap != &gl_heap_empty) heap_collect(heap, true);
+  heap_collect_abandoned(true);
+  segment_cache_collect(os_clock_ms(), true);
+}
+
+int galleon_malloc_trim(size_t pad) {
+  size_t before = gl_counter_get(&gl_counters.purged_bytes) + gl_counter_get(&gl_counters.munmap_calls);
+  galleon_collect();
+  size_t after = gl_counter_get(&gl_counters.purged_bytes) + gl_counter_get(&gl_counters.munmap_calls);
+  return after != before;
+}
+
+int galleon_mallopt(int param, int value) {
+  heap_process_init();
+  switch (param) {
+    case GL_M_TRIM_THRESHOLD: /* free memory kept resident before purging early */
+      if (value < 0) return 0;
+      galleon_option_set("retain_bytes", value);
+      return 1;
+    case GL_M_MXFAST:
+    case GL_M_TOP_PAD:
+    case GL_M_MMAP_THRESHOLD:
+    case GL_M_MMAP_MAX:
+    case GL_M_CHECK_ACTION:
+    case GL_M_PERTURB:
+    case GL_M_ARENA_TEST:
+    case GL_M_ARENA_MAX:
+      return 1; /* glibc tuning that has no counterpart here: accepted, no effect */
+    default:
+      return 0;
+  }
+}
+
+/* ---- Never-fail helpers ---- */
+
+static GL_COLD void out_of_memory(size_t size) {
+  gl_message("galleon: error: out of memory allocating", " bytes:", size);
+  exit(EXIT_FAILURE);
+}
+
+void *galleon_xmalloc(size_t size) {
+  void *p = alloc_malloc(size);
+  if (gl_unlikely(p == NULL)) out_of_memory(size);
+  return p;
+}
+void *galleon_malloc0(size_t size) { return alloc_calloc(1, size); }
+void *galleon_xmalloc0(size_t size) {
+  void *p = alloc_calloc(1, size);
+  if (gl_unlikely(p == NULL)) out_of_memory(size);
+  return p;
+}
+void *xmalloc(size_t size) { return galleon_xmalloc(size); }
+void *malloc0(size_t size) { return galleon_malloc0(size); }
+void *xmalloc0(size_t size) { return galleon_xmalloc0(size); }
+
+int galleon_owns(const void *ptr) {
+  uint8_t v = gl_segmap_get((uintptr_t)ptr);
+  if (v == GL_SEGMAP_NONE) return 0;
+  gl_segment_t *seg = segment_find(ptr);
+  if (seg == NULL || seg->cached) return 0;
+  if (seg->kind == GL_KIND_LARGE) {
+    uint8_t *block = (uint8_t *)seg + seg->large_offset;
+    return (const uint8_t *)ptr >= block && (const uint8_t *)ptr < block + seg->large_usable;
+  }
+  gl_page_t *page = gl_page_of(seg, ptr);
+  return page->state == GL_PAGE_IN_USE && alloc_block_start(page, ptr) != NULL;
+}

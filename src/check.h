@@ -1,0 +1,44 @@
+/* check.h: assertions and the one fatal-error path.
+ *
+ * Three levels:
+ *  - gl_fatal(): misuse or corruption found at run time in every build (double free,
+ *    invalid free).  Writes one line "galleon: error: ..." with write(2) -- no stdio,
+ *    no malloc -- and aborts.
+ *  - gl_assert(e): internal invariants, compiled (and type-checked) always, evaluated
+ *    only when GALLEON_DEBUG is set; free in release builds.
+ *  - gl_expensive_check(e): whole-structure validators, also only with GALLEON_DEBUG.
+ */
+#ifndef GALLEON_CHECK_H
+#define GALLEON_CHECK_H
+
+#include "internal.h"
+
+#ifdef GALLEON_DEBUG
+#define GL_DEBUG_CHECKS 1
+#else
+#define GL_DEBUG_CHECKS 0
+#endif
+
+/* Formats "galleon: error: <what> <ptr><detail>\n" and aborts.  `other` is printed
+ * after `detail` when nonzero. */
+GL_HIDDEN __attribute__((noreturn, cold)) void gl_fatal(const char *what, const void *ptr,
+                                                         const char *detail,
+                                                         const void *other);
+GL_HIDDEN __attribute__((noreturn, cold)) void gl_assert_fail(const char *expr,
+                                                               const char *file, int line);
+/* A one-line message on stderr (when verbose, or always for warnings). */
+GL_HIDDEN void gl_message(const char *prefix, const char *text, size_t number);
+
+/* Formatting into a fixed buffer without stdio: each appends at `at` and returns the
+ * new length, never writing past cap - 1. */
+GL_HIDDEN size_t gl_fmt_str(char *buf, size_t at, size_t cap, const char *text);
+GL_HIDDEN size_t gl_fmt_hex(char *buf, size_t at, size_t cap, uintptr_t value);
+GL_HIDDEN size_t gl_fmt_dec(char *buf, size_t at, size_t cap, size_t value);
+
+#define gl_assert(e)                                                    \
+  do {                                                                  \
+    if (GL_DEBUG_CHECKS && !(e)) gl_assert_fail(#e, __FILE__, __LINE__); \
+  } while (0)
+#define gl_expensive_check(e) gl_assert(e)
+
+#endif

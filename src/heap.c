@@ -1,0 +1,379 @@
+/* heap.c: thread heaps, malloc's slow path, retiring pages, abandonment, fork.
+ *
+ * Lock order: registry_lock -> heap->segments_lock -> cache_lock (segment.c).
+ * registry_lock guards the list of all heaps (append only), the abandoned list and
+ * the pool heaps are carved from.  No fast path takes a lock.
+ *
+ * A heap is used by one thread at a time.  When a thread exits, its heap is
+ * abandoned whole: its pages keep their blocks, other threads keep freeing into
+ * them (remote frees), the next new thread adopts the heap, and until then other
+ * threads' slow paths collect it so its empty pages are returned.  Heaps are never
+ * unmapped, so a remote free may always follow page->heap.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "check.h"
+#include "internal.h"
+#include "sizeclass.h"
+
+gl_page_t gl_page_empty;
+gl_heap_t gl_heap_empty = {.direct = {[0 ... GL_DIRECT_COUNT - 1] = &gl_page_empty}};
+__thread gl_heap_t *gl_tls_heap __attribute__((tls_model("initial-exec"))) = &gl_heap_empty;
+gl_counters_t gl_counters;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(gl_heap_t *) heaps_all;
+static gl_heap_t *heaps_abandoned;
+static _Atomic(size_t) abandoned_count;
+static _Atomic(uint64_t) abandoned_next_ms;
+static uint8_t *heap_pool_next, *heap_pool_end;
+
+static _Atomic(int) process_state; /* 0: not started, 1: starting, 2: ready */
+static pthread_key_t thread_key;
+static bool thread_key_ok;
+
+static void heap_thread_done(void *value);
+
+gl_heap_t *heap_registry_first(void) {
+  return atomic_load_explicit(&heaps_all, memory_order_acquire);
+}
+
+/* ---- Process start ---- */
+
+void heap_process_init(void) {
+  if (gl_likely(atomic_load_explicit(&process_state, memory_order_acquire) == 2)) return;
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&process_state, &expected, 1)) {
+    /* Nothing here allocates: sysconf, getenv and pthread_key_create do not. */
+    options_init();
+    os_init();
+    thread_key_ok = pthread_key_create(&thread_key, heap_thread_done) == 0;
+    atomic_store_explicit(&process_state, 2, memory_order_release);
+  } else {
+    while (atomic_load_explicit(&process_state, memory_order_acquire) != 2) sched_yield();
+  }
+}
+
+__attribute__((constructor)) static void heap_constructor(void) {
+  heap_process_init();
+  pthread_atfork(heap_fork_prepare, heap_fork_parent, heap_fork_child);
+}
+
+/* ---- Page queues and the direct table ---- */
+
+static void direct_update(gl_heap_t *heap, unsigned cls) {
+  size_t lo = cls == 1 ? 0 : sizeclass_block_size(cls - 1) / 16 + 1;
+  size_t hi = sizeclass_block_size(cls) / 16;
+  if (lo >= GL_DIRECT_COUNT) return;
+  if (hi >= GL_DIRECT_COUNT) hi = GL_DIRECT_COUNT - 1;
+  gl_page_t *page = heap->queues[cls].first ? heap->queues[cls].first : &gl_page_empty;
+  for (size_t i = lo; i <= hi; i++) heap->direct[i] = page;
+}
+
+static void queue_remove(gl_page_queue_t *q, gl_page_t *page) {
+  if (page->prev) page->prev->next = page->next; else q->first = page->next;
+  if (page->next) page->next->prev = page->prev; else q->last = page->prev;
+  page->next = page->prev = NULL;
+}
+
+static void queue_push_front(gl_page_queue_t *q, gl_page_t *page) {
+  page->prev = NULL;
+  page->next = q->first;
+  if (q->first) q->first->prev = page; else q->last = page;
+  q->first = page;
+}
+
+static void queue_push_back(gl_page_queue_t *q, gl_page_t *page) {
+  page->next = NULL;
+  page->prev = q->last;
+  if (q->last) q->last->next = page; else q->first = page;
+  q->last = page;
+}
+
+static void class_queue_remove(gl_heap_t *heap, gl_page_t *page) {
+  gl_page_queue_t *q = &heap->queues[page->class_idx];
+  bool was_first = q->first == page;
+  queue_remove(q, page);
+  if (was_first) direct_update(heap, page->class_idx);
+}
+
+/* Changes the GL_TF_* state of a page if it is `from`, keeping the list pointer. */
+static void thread_free_state_change(gl_page_t *page, uintptr_t from, uintptr_t to) {
+  uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+  while ((tf & GL_TF_STATE) == from &&
+         !atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (tf & ~GL_TF_STATE) | to,
+                                                memory_order_acq_rel, memory_order_relaxed)) {
+  }
+}
+
+/* Moves a page with no free block to the full list, where malloc no longer looks at
+ * it.  Fails (false) if a remote free arrived meanwhile: the caller collects it. */
+static bool heap_page_to_full(gl_heap_t *heap, gl_page_t *page) {
+  uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+  for (;;) {
+    if ((tf & ~GL_TF_STATE) != 0) return false;
+    if ((tf & GL_TF_STATE) != GL_TF_NORMAL) break; /* NOTIFIED: still on the stack */
+    if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, GL_TF_FULL,
+                                              memory_order_acq_rel, memory_order_relaxed))
+      break;
+  }
+  class_queue_remove(heap, page);
+  page->in_full = 1;
+  queue_push_back(&heap->full, page);
+  return true;
+}
+
+void heap_page_unfull(gl_heap_t *heap, gl_page_t *page) {
+  if (!page->in_full) return;
+  queue_remove(&heap->full, page);
+  page->in_full = 0;
+  thread_free_state_change(page, GL_TF_FULL, GL_TF_NORMAL);
+  gl_page_queue_t *q = &heap->queues[page->class_idx];
+  queue_push_back(q, page);
+  if (q->first == page) direct_update(heap, page->class_idx);
+}
+
+static void heap_process_notified(gl_heap_t *heap) {
+  gl_page_t *page = atomic_exchange_explicit(&heap->notified, NULL, memory_order_acquire);
+  while (page != NULL) {
+    gl_page_t *next = page->notify_next;
+    page->notify_next = NULL;
+    thread_free_state_change(page, GL_TF_NOTIFIED, GL_TF_NORMAL);
+    heap_page_unfull(heap, page);
+    page = next;
+  }
+}
+
+/* Gives an empty page back to its segment.  keep_if_only: keep it when it is the
+ * only page of its class, so a loop that allocates and frees one block does not
+ * take a new page every time. */
+static bool heap_page_retire_ex(gl_heap_t *heap, gl_page_t *page, bool keep_if_only) {
+  if (page->used != 0) return false;
+  if ((atomic_load_explicit(&page->thread_free, memory_order_acquire) & GL_TF_STATE) == GL_TF_NOTIFIED)
+    return false; /* pinned until popped from heap->notified */
+  if (page->in_full) {
+    queue_remove(&heap->full, page);
+    page->in_full = 0;
+  } else {
+    gl_page_queue_t *q = &heap->queues[page->class_idx];
+    if (keep_if_only && q->first == page && page->next == NULL) {
+      page->kept_empty = 1;
+      return false;
+    }
+    class_queue_remove(heap, page);
+  }
+  segment_page_free(heap, page);
+  return true;
+}
+
+void heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
+  if (heap_page_retire_ex(heap, page, true)) {
+    uint64_t now = os_clock_ms();
+    if (now >= heap->next_purge_ms || heap->dirty_bytes > (size_t)gl_options.retain_bytes)
+      segment_purge_due(heap, now, false);
+  }
+}
+
+/* Collects remote frees of every page and retires the empty ones.  An empty page
+ * kept as the only one of its class gets one interval of grace. */
+static void heap_collect_pages(gl_heap_t *heap, bool force) {
+  heap_process_notified(heap);
+  for (gl_page_t *page = heap->full.first, *next; page; page = next) {
+    next = page->next;
+    page_collect(page);
+    if (page->used == 0) heap_page_retire_ex(heap, page, false);
+    else if (page->free) heap_page_unfull(heap, page);
+  }
+  for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
+    for (gl_page_t *page = heap->queues[cls].first, *next; page; page = next) {
+      next = page->next;
+      page_collect(page);
+      if (page->used != 0) {
+        page->kept_empty = 0;
+        continue;
+      }
+      bool keep = !force && !page->kept_empty;
+      heap_page_retire_ex(heap, page, keep);
+    }
+  }
+}
+
+void heap_collect(gl_heap_t *heap, bool force) {
+  heap_collect_pages(heap, force);
+  uint64_t now = os_clock_ms();
+  segment_purge_due(heap, now, force);
+  heap->next_collect_ms = now + 10 * (uint64_t)gl_options.purge_delay_ms + 10;
+}
+
+static uint64_t abandoned_interval_ms(void) { return 10 * (uint64_t)gl_options.purge_delay_ms + 10; }
+
+void heap_collect_abandoned(bool force) {
+  if (force) pthread_mutex_lock(&registry_lock);
+  else if (pthread_mutex_trylock(&registry_lock) != 0) return;
+  for (gl_heap_t *h = heaps_abandoned; h; h = h->abandoned_next) heap_collect(h, force);
+  atomic_store_explicit(&abandoned_next_ms, os_clock_ms() + abandoned_interval_ms(), memory_order_relaxed);
+  pthread_mutex_unlock(&registry_lock);
+}
+
+/* Slow-path housekeeping: notifications, delayed purges, periodic collection. */
+static void heap_maintain(gl_heap_t *heap) {
+  if (atomic_load_explicit(&heap->notified, memory_order_relaxed) != NULL) heap_process_notified(heap);
+  uint64_t now = os_clock_ms();
+  if (now >= heap->next_purge_ms || heap->dirty_bytes > (size_t)gl_options.retain_bytes)
+    segment_purge_due(heap, now, false);
+  if (now >= heap->next_collect_ms) heap_collect(heap, false);
+  segment_cache_collect(now, false);
+  if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) != 0 &&
+      now >= atomic_load_explicit(&abandoned_next_ms, memory_order_relaxed))
+    heap_collect_abandoned(false);
+}
+
+/* ---- The slow path of malloc ---- */
+
+static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
+  gl_page_queue_t *q = &heap->queues[cls];
+  gl_page_t *page = q->first;
+  while (page != NULL) {
+    gl_page_t *next = page->next;
+    page_collect(page);
+    if (page->free != NULL || page_extend(page)) break;
+    if (!heap_page_to_full(heap, page)) {
+      page_collect(page);
+      gl_assert(page->free != NULL);
+      break;
+    }
+    page = next;
+  }
+  if (page != NULL) {
+    if (q->first != page) {
+      queue_remove(q, page);
+      queue_push_front(q, page);
+      direct_update(heap, cls);
+    }
+    return page;
+  }
+  bool is_zero = false;
+  page = segment_page_alloc(heap, sizeclass_kind(cls), &is_zero);
+  if (page == NULL) return NULL;
+  page_init(heap, page, (uint8_t)cls, is_zero);
+  page_extend(page);
+  queue_push_front(q, page);
+  direct_update(heap, cls);
+  return page;
+}
+
+void *heap_malloc_generic(gl_heap_t *heap, size_t size, bool zero) {
+  if (gl_unlikely(heap == &gl_heap_empty)) {
+    heap = heap_get_or_init();
+    if (heap == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  if (gl_unlikely(size > GL_MEDIUM_MAX)) return large_alloc(size, 0, zero);
+  unsigned cls = sizeclass_of(size);
+  gl_page_t *page = heap->queues[cls].first;
+  if (page == NULL || page->free == NULL) {
+    heap_maintain(heap);
+    page = heap_find_page(heap, cls);
+    if (gl_unlikely(page == NULL)) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  gl_block_t *block = page->free;
+  page->free = block->next;
+  page->used++;
+  if (zero) {
+    if (page->free_is_zero) block->next = NULL;
+    else memset(block, 0, size);
+  }
+  block->freed_mark = 0;
+  return block;
+}
+
+/* ---- Thread start and exit ---- */
+
+static gl_heap_t *heap_new_locked(void) {
+  size_t size = (sizeof(gl_heap_t) + 63) & ~(size_t)63;
+  if (heap_pool_next == NULL || heap_pool_next + size > heap_pool_end) {
+    size_t chunk = 64 * 1024;
+    uint8_t *mem = os_map_aligned(chunk, os_page_size());
+    if (mem == NULL) return NULL;
+    heap_pool_next = mem;
+    heap_pool_end = mem + chunk;
+  }
+  gl_heap_t *heap = (gl_heap_t *)heap_pool_next;
+  heap_pool_next += size;
+  for (size_t i = 0; i < GL_DIRECT_COUNT; i++) heap->direct[i] = &gl_page_empty;
+  heap->next_purge_ms = UINT64_MAX;
+  heap->rng = os_random();
+  pthread_mutex_init(&heap->segments_lock, NULL);
+  heap->all_next = atomic_load_explicit(&heaps_all, memory_order_relaxed);
+  atomic_store_explicit(&heaps_all, heap, memory_order_release);
+  return heap;
+}
+
+gl_heap_t *heap_get_or_init(void) {
+  heap_process_init();
+  gl_heap_t *heap = gl_tls_heap;
+  if (heap != &gl_heap_empty) return heap;
+  pthread_mutex_lock(&registry_lock);
+  heap = heaps_abandoned;
+  if (heap != NULL) {
+    heaps_abandoned = heap->abandoned_next;
+    heap->abandoned_next = NULL;
+    atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
+    gl_counter_sub(&gl_counters.heaps_abandoned, 1);
+  } else {
+    heap = heap_new_locked();
+  }
+  if (heap != NULL) {
+    heap->state = GL_HEAP_ACTIVE;
+    gl_counter_add(&gl_counters.heaps, 1);
+  }
+  pthread_mutex_unlock(&registry_lock);
+  if (heap == NULL) return NULL;
+  gl_tls_heap = heap;
+  /* May allocate (a second-level key table): the heap is in place already. */
+  if (thread_key_ok) pthread_setspecific(thread_key, heap);
+  return heap;
+}
+
+static void heap_thread_done(void *value) {
+  gl_heap_t *heap = value;
+  if (heap == NULL || heap == &gl_heap_empty || heap != gl_tls_heap) return;
+  heap_collect(heap, false);
+  gl_tls_heap = &gl_heap_empty;
+  pthread_mutex_lock(&registry_lock);
+  heap->state = GL_HEAP_ABANDONED;
+  heap->abandoned_next = heaps_abandoned;
+  heaps_abandoned = heap;
+  atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+  gl_counter_sub(&gl_counters.heaps, 1);
+  gl_counter_add(&gl_counters.heaps_abandoned, 1);
+  pthread_mutex_unlock(&registry_lock);
+}
+
+/* ---- fork ----
+ * Before fork every global lock is taken, so the child finds them in a known state.
+ * Heaps of threads that do not exist in the child are left alone: a thread may have
+ * been in the middle of a fast path, so their lists are not trusted; their blocks
+ * stay valid and may be freed (as remote frees) by the child. */
+void heap_fork_prepare(void) {
+  pthread_mutex_lock(&registry_lock);
+  segment_cache_lock();
+}
+
+void heap_fork_parent(void) {
+  segment_cache_unlock();
+  pthread_mutex_unlock(&registry_lock);
+}
+
+void heap_fork_child(void) {
+  segment_cache_reset_lock();
+  pthread_mutex_init(&registry_lock, NULL);
+  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) pthread_mutex_init(&h->segments_lock, NULL);
+}

@@ -1,0 +1,105 @@
+/* options.c: the one table of options.
+ *
+ * Each option is read once, at process start, from GALLEON_<NAME> (upper case) in
+ * the environment, without allocating; galleon_option_set() and mallopt() change
+ * them later.  Values are integers with an optional k/m/g suffix, or yes/no/on/off,
+ * or "json" (for stats_at_exit).
+ */
+#include <string.h>
+
+#include "check.h"
+#include "internal.h"
+
+gl_options_t gl_options = {
+    .purge_delay_ms = 10,
+    .purge_decommit = 1,
+    .retain_bytes = 4 << 20,
+    .segment_cache = 32,
+    .stats_at_exit = 0,
+    .verbose = 0,
+};
+
+typedef struct option_desc_s {
+  const char *name;
+  const char *env;
+  long *value;
+  long min, max;
+} option_desc_t;
+
+static const option_desc_t option_table[] = {
+    {"purge_delay_ms", "GALLEON_PURGE_DELAY_MS", &gl_options.purge_delay_ms, 0, 3600000},
+    {"purge_decommit", "GALLEON_PURGE_DECOMMIT", &gl_options.purge_decommit, 0, 1},
+    {"retain_bytes", "GALLEON_RETAIN_BYTES", &gl_options.retain_bytes, 0, (long)1 << 40},
+    {"segment_cache", "GALLEON_SEGMENT_CACHE", &gl_options.segment_cache, 0, 4096},
+    {"stats_at_exit", "GALLEON_STATS_AT_EXIT", &gl_options.stats_at_exit, 0, 2},
+    {"verbose", "GALLEON_VERBOSE", &gl_options.verbose, 0, 1},
+};
+#define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
+
+static bool parse_value(const char *text, long *out) {
+  if (strcmp(text, "yes") == 0 || strcmp(text, "on") == 0 || strcmp(text, "true") == 0) {
+    *out = 1;
+    return true;
+  }
+  if (strcmp(text, "no") == 0 || strcmp(text, "off") == 0 || strcmp(text, "false") == 0) {
+    *out = 0;
+    return true;
+  }
+  if (strcmp(text, "json") == 0) {
+    *out = 2;
+    return true;
+  }
+  long value = 0;
+  const char *c = text;
+  if (*c < '0' || *c > '9') return false;
+  for (; *c >= '0' && *c <= '9'; c++) {
+    if (value > (long)1 << 50) return false;
+    value = value * 10 + (*c - '0');
+  }
+  switch (*c) {
+    case 'k': case 'K': value <<= 10; c++; break;
+    case 'm': case 'M': value <<= 20; c++; break;
+    case 'g': case 'G': value <<= 30; c++; break;
+    default: break;
+  }
+  if (*c != '\0') return false;
+  *out = value;
+  return true;
+}
+
+static const option_desc_t *option_find(const char *name) {
+  if (name == NULL) return NULL;
+  for (size_t i = 0; i < OPTION_COUNT; i++)
+    if (strcmp(option_table[i].name, name) == 0) return &option_table[i];
+  return NULL;
+}
+
+static void option_store(const option_desc_t *opt, long value) {
+  if (value < opt->min) value = opt->min;
+  if (value > opt->max) value = opt->max;
+  __atomic_store_n(opt->value, value, __ATOMIC_RELAXED);
+}
+
+void options_init(void) {
+  for (size_t i = 0; i < OPTION_COUNT; i++) {
+    const char *text = os_getenv(option_table[i].env);
+    if (text == NULL || *text == '\0') continue;
+    long value;
+    if (parse_value(text, &value))
+      option_store(&option_table[i], value);
+    else
+      gl_message("galleon: warning: ignoring unparsable ", option_table[i].env, 0);
+  }
+}
+
+long galleon_option_get(const char *name) {
+  const option_desc_t *opt = option_find(name);
+  return opt ? __atomic_load_n(opt->value, __ATOMIC_RELAXED) : -1;
+}
+
+int galleon_option_set(const char *name, long value) {
+  const option_desc_t *opt = option_find(name);
+  if (opt == NULL) return -1;
+  option_store(opt, value);
+  return 0;
+}

@@ -1,0 +1,164 @@
+/* os_linux.c: the only file that talks to the kernel.
+ *
+ * Contract for the layers above:
+ *  - os_map_aligned(size, alignment): read-write, zeroed, lazily committed memory
+ *    whose start is a multiple of alignment (a power of two >= the OS page), or NULL
+ *    (errno = ENOMEM).  MAP_NORESERVE: untouched pages cost nothing.
+ *  - os_reserve_aligned(): the same address-space shape, as a target for os_move.
+ *  - os_purge(addr, size): the range stays mapped but gives its memory back; returns
+ *    true when it will read as zero afterwards (MADV_DONTNEED), false for MADV_FREE.
+ *  - os_resize_in_place / os_move: mremap, never copying page contents.
+ *  - Nothing here allocates, and errno is left as it was on every successful path.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "internal.h"
+
+static size_t os_page = 4096;
+/* Next address to ask the kernel for: usually the kernel honours the hint and the
+ * mapping comes back aligned in one call, without the over-map and trim. */
+static _Atomic(uintptr_t) os_hint;
+
+void os_init(void) {
+  long ps = sysconf(_SC_PAGESIZE);
+  if (ps > 0) os_page = (size_t)ps;
+  /* Start hints at a random 4 MiB-aligned address between 8 and 24 TiB. */
+  uintptr_t base = ((uintptr_t)8 << 40) + ((os_random() % ((uintptr_t)4 << 20)) << GL_SEGMENT_SHIFT);
+  uintptr_t expected = 0;
+  atomic_compare_exchange_strong(&os_hint, &expected, base);
+}
+
+size_t os_page_size(void) { return os_page; }
+
+static void *os_mmap(void *hint, size_t size, int prot) {
+  int saved = errno;
+  void *p = mmap(hint, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  errno = saved;
+  gl_counter_add(&gl_counters.mmap_calls, 1);
+  return p;
+}
+
+void os_unmap(void *addr, size_t size) {
+  if (size == 0) return;
+  int saved = errno;
+  munmap(addr, size);
+  errno = saved;
+  gl_counter_add(&gl_counters.munmap_calls, 1);
+}
+
+static void *os_map_aligned_prot(size_t size, size_t alignment, int prot) {
+  if (alignment < os_page) alignment = os_page;
+  if (size > GL_MAX_ALLOC - alignment) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  /* 1. Try the hint: one system call in the common case. */
+  if (alignment <= GL_SEGMENT_SIZE) {
+    size_t step = (size + GL_SEGMENT_MASK) & ~GL_SEGMENT_MASK;
+    uintptr_t hint = atomic_fetch_add_explicit(&os_hint, step, memory_order_relaxed);
+    if (hint != 0 && hint < ((uintptr_t)120 << 40)) {
+      void *p = os_mmap((void *)hint, size, prot);
+      if (p == NULL) return NULL;
+      if (((uintptr_t)p & (alignment - 1)) == 0) return p;
+      os_unmap(p, size);
+    }
+  }
+  /* 2. Over-map by the alignment and trim both ends. */
+  size_t over = size + alignment;
+  uint8_t *raw = os_mmap(NULL, over, prot);
+  if (raw == NULL) return NULL;
+  uintptr_t aligned = ((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1);
+  size_t head = aligned - (uintptr_t)raw;
+  size_t tail = over - head - size;
+  if (head) os_unmap(raw, head);
+  if (tail) os_unmap((void *)(aligned + size), tail);
+  return (void *)aligned;
+}
+
+void *os_map_aligned(size_t size, size_t alignment) {
+  return os_map_aligned_prot(size, alignment, PROT_READ | PROT_WRITE);
+}
+
+void *os_reserve_aligned(size_t size, size_t alignment) {
+  return os_map_aligned_prot(size, alignment, PROT_NONE);
+}
+
+bool os_purge(void *addr, size_t size) {
+  if (size == 0) return true;
+  int saved = errno;
+  bool zero = true;
+  if (gl_options.purge_decommit) {
+    madvise(addr, size, MADV_DONTNEED);
+  } else if (madvise(addr, size, MADV_FREE) == 0) {
+    zero = false;
+  } else {
+    madvise(addr, size, MADV_DONTNEED);
+  }
+  errno = saved;
+  gl_counter_add(&gl_counters.purges, 1);
+  gl_counter_add(&gl_counters.purged_bytes, size);
+  return zero;
+}
+
+bool os_resize_in_place(void *addr, size_t old_size, size_t new_size) {
+  int saved = errno;
+  void *p = mremap(addr, old_size, new_size, 0);
+  errno = saved;
+  return p == addr;
+}
+
+bool os_move(void *addr, size_t old_size, size_t new_size, void *target) {
+  int saved = errno;
+  void *p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  errno = saved;
+  return p == target;
+}
+
+uint64_t os_clock_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t os_random(void) {
+  uint64_t value = 0;
+  int saved = errno;
+  long got = syscall(SYS_getrandom, &value, sizeof value, 1 /* GRND_NONBLOCK */);
+  errno = saved;
+  if (got != (long)sizeof value) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    value = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&value;
+  }
+  return value | 1; /* never zero */
+}
+
+void os_write(int fd, const char *text, size_t len) {
+  int saved = errno;
+  while (len > 0) {
+    ssize_t n = write(fd, text, len);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      break;
+    }
+    text += n;
+    len -= (size_t)n;
+  }
+  errno = saved;
+}
+
+/* getenv() does not allocate in glibc; it is safe before main and in any thread. */
+const char *os_getenv(const char *name) { return getenv(name); }

@@ -1,0 +1,426 @@
+/* segment.c: aligned regions, page descriptors, the segment map, the segment cache.
+ *
+ * Lock order: heap registry lock (heap.c) -> heap->segments_lock -> cache_lock.
+ * cache_lock guards the segment cache (freed segments kept for reuse); nothing on a
+ * malloc or free fast path takes it.
+ *
+ * Invariants:
+ *  - A small or medium segment is exactly GL_SEGMENT_SIZE bytes and belongs to one
+ *    heap; only that heap's owner (or a thread holding the abandoned heap) changes it.
+ *  - free_mask has a bit for every unused page; dirty_mask is the subset that is still
+ *    resident, and each of those pages is on its heap's purge queue.
+ *  - The segment map says GL_SEGMAP_PAGES or GL_SEGMAP_LARGE for the first unit of
+ *    every mapped segment (cached ones too) and GL_SEGMAP_TAIL for later units.
+ */
+#include <string.h>
+
+#include "check.h"
+#include "internal.h"
+#include "sizeclass.h"
+
+_Atomic(uint8_t) gl_segmap[GL_SEGMAP_UNITS];
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static gl_segment_t *cache_first; /* most recently cached first */
+static size_t cache_count;
+static size_t cache_dirty_bytes;
+static _Atomic(uint64_t) cache_next_event_ms = UINT64_MAX;
+
+void segment_cache_lock(void) { pthread_mutex_lock(&cache_lock); }
+void segment_cache_unlock(void) { pthread_mutex_unlock(&cache_lock); }
+void segment_cache_reset_lock(void) { pthread_mutex_init(&cache_lock, NULL); }
+
+static size_t align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+
+static size_t segment_header_size(unsigned page_count) {
+  return align_up(sizeof(gl_segment_t) + page_count * sizeof(gl_page_t), os_page_size());
+}
+
+void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t value) {
+  size_t first = (uintptr_t)seg >> GL_SEGMENT_SHIFT;
+  size_t units = (mapped_size + GL_SEGMENT_MASK) >> GL_SEGMENT_SHIFT;
+  for (size_t i = 0; i < units && first + i < GL_SEGMAP_UNITS; i++) {
+    uint8_t v = value;
+    if (i > 0 && value != GL_SEGMAP_NONE) v = GL_SEGMAP_TAIL;
+    atomic_store_explicit(&gl_segmap[first + i], v, memory_order_relaxed);
+  }
+}
+
+/* The segment that holds p, or NULL: walks back over the tail units of a large one. */
+gl_segment_t *segment_find(const void *p) {
+  uintptr_t unit = (uintptr_t)p >> GL_SEGMENT_SHIFT;
+  if (unit >= GL_SEGMAP_UNITS) return NULL;
+  for (;;) {
+    uint8_t v = atomic_load_explicit(&gl_segmap[unit], memory_order_relaxed);
+    if (v == GL_SEGMAP_PAGES || v == GL_SEGMAP_LARGE) return (gl_segment_t *)(unit << GL_SEGMENT_SHIFT);
+    if (v != GL_SEGMAP_TAIL || unit == 0) return NULL;
+    unit--;
+  }
+}
+
+static void counters_mapped(size_t bytes) {
+  size_t now = atomic_fetch_add_explicit(&gl_counters.mapped, bytes, memory_order_relaxed) + bytes;
+  size_t peak = gl_counter_get(&gl_counters.mapped_peak);
+  while (now > peak &&
+         !atomic_compare_exchange_weak_explicit(&gl_counters.mapped_peak, &peak, now,
+                                                memory_order_relaxed, memory_order_relaxed)) {
+  }
+}
+
+static void segment_unmap(gl_segment_t *seg) {
+  size_t size = seg->mapped_size;
+  segment_map_set(seg, size, GL_SEGMAP_NONE);
+  gl_counter_sub(&gl_counters.mapped, size);
+  gl_counter_sub(&gl_counters.segments, 1);
+  os_unmap(seg, size);
+}
+
+/* ---- The segment cache ---- */
+
+static void cache_unlink(gl_segment_t *seg) {
+  if (seg->prev) seg->prev->next = seg->next; else cache_first = seg->next;
+  if (seg->next) seg->next->prev = seg->prev;
+  seg->next = seg->prev = NULL;
+  seg->cached = 0;
+  cache_count--;
+  if (seg->cache_dirty) cache_dirty_bytes -= seg->mapped_size;
+  gl_counter_sub(&gl_counters.segments_cached, 1);
+}
+
+static uint64_t cache_unmap_delay_ms(void) {
+  long d = gl_options.purge_delay_ms * 50;
+  return (uint64_t)(d < 1000 ? 1000 : d);
+}
+
+/* Purge a cached segment, keeping its first OS page: it holds the cache links. */
+static void cache_purge_entry(gl_segment_t *seg) {
+  if (!seg->cache_dirty) return;
+  size_t keep = os_page_size();
+  bool zero = os_purge((uint8_t *)seg + keep, seg->mapped_size - keep);
+  seg->cache_dirty = zero ? 0 : 2; /* 2: purged, but reads may not be zero (MADV_FREE) */
+  cache_dirty_bytes -= seg->mapped_size;
+}
+
+/* Takes a cached segment of at least `size` bytes (exactly, when exact), or NULL. */
+static gl_segment_t *cache_take(size_t size, bool exact, bool *is_zero) {
+  gl_segment_t *best = NULL;
+  pthread_mutex_lock(&cache_lock);
+  for (gl_segment_t *s = cache_first; s; s = s->next) {
+    if (s->mapped_size < size) continue;
+    if (exact ? s->mapped_size != size : s->mapped_size - size > size / 2 + (1u << 20)) continue;
+    if (best == NULL || s->mapped_size < best->mapped_size) best = s;
+    if (s->mapped_size == size) break;
+  }
+  if (best) {
+    *is_zero = best->cache_dirty == 0 && gl_options.purge_decommit;
+    cache_unlink(best);
+  }
+  pthread_mutex_unlock(&cache_lock);
+  return best;
+}
+
+/* Purges cache entries whose delay has passed and unmaps those unused for long (all
+ * of them when force).  Cheap to call often: one atomic load when nothing is due. */
+void segment_cache_collect(uint64_t now, bool force) {
+  if (!force && now < atomic_load_explicit(&cache_next_event_ms, memory_order_relaxed)) return;
+  gl_segment_t *to_unmap = NULL;
+  pthread_mutex_lock(&cache_lock);
+  uint64_t next = UINT64_MAX;
+  uint64_t purge_delay = (uint64_t)gl_options.purge_delay_ms;
+  uint64_t unmap_delay = cache_unmap_delay_ms();
+  for (gl_segment_t *s = cache_first, *n; s; s = n) {
+    n = s->next;
+    if (force || now >= s->cached_at + unmap_delay) {
+      cache_unlink(s);
+      s->next = to_unmap;
+      to_unmap = s;
+      continue;
+    }
+    if (s->cache_dirty == 1 && now >= s->cached_at + purge_delay) cache_purge_entry(s);
+    uint64_t due = s->cache_dirty == 1 ? s->cached_at + purge_delay : s->cached_at + unmap_delay;
+    if (due < next) next = due;
+  }
+  atomic_store_explicit(&cache_next_event_ms, next, memory_order_relaxed);
+  pthread_mutex_unlock(&cache_lock);
+  while (to_unmap) {
+    gl_segment_t *n = to_unmap->next;
+    segment_unmap(to_unmap);
+    to_unmap = n;
+  }
+}
+
+/* Gives a segment that no longer holds any block to the cache (or back to the OS). */
+static void segment_cache_put(gl_segment_t *seg, bool dirty) {
+  uint64_t now = os_clock_ms();
+  gl_segment_t *evict = NULL;
+  pthread_mutex_lock(&cache_lock);
+  if (gl_options.segment_cache <= 0) {
+    evict = seg;
+  } else {
+    if (cache_count >= (size_t)gl_options.segment_cache) {
+      /* Evict the oldest entry. */
+      gl_segment_t *last = cache_first;
+      while (last->next) last = last->next;
+      cache_unlink(last);
+      evict = last;
+    }
+    seg->cached = 1;
+    seg->cache_dirty = dirty ? 1 : 0;
+    seg->cached_at = now;
+    seg->prev = NULL;
+    seg->next = cache_first;
+    if (cache_first) cache_first->prev = seg;
+    cache_first = seg;
+    cache_count++;
+    gl_counter_add(&gl_counters.segments_cached, 1);
+    if (dirty) {
+      cache_dirty_bytes += seg->mapped_size;
+      /* Keep the resident memory parked in the cache bounded: past the budget the
+       * segment is purged now instead of after the delay. */
+      if (cache_dirty_bytes > (size_t)gl_options.retain_bytes * 8 || gl_options.purge_delay_ms == 0)
+        cache_purge_entry(seg);
+    }
+    uint64_t due = now + (seg->cache_dirty == 1 ? (uint64_t)gl_options.purge_delay_ms : cache_unmap_delay_ms());
+    if (due < atomic_load_explicit(&cache_next_event_ms, memory_order_relaxed))
+      atomic_store_explicit(&cache_next_event_ms, due, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&cache_lock);
+  if (evict) segment_unmap(evict);
+}
+
+/* ---- Small and medium segments, owned by heaps ---- */
+
+static void avail_push(gl_heap_t *heap, gl_segment_t *seg) {
+  gl_segment_t **head = &heap->avail[seg->kind];
+  seg->avail_prev = NULL;
+  seg->avail_next = *head;
+  if (*head) (*head)->avail_prev = seg;
+  *head = seg;
+  seg->in_avail = 1;
+}
+
+static void avail_remove(gl_heap_t *heap, gl_segment_t *seg) {
+  if (seg->avail_prev) seg->avail_prev->avail_next = seg->avail_next;
+  else heap->avail[seg->kind] = seg->avail_next;
+  if (seg->avail_next) seg->avail_next->avail_prev = seg->avail_prev;
+  seg->avail_next = seg->avail_prev = NULL;
+  seg->in_avail = 0;
+}
+
+static gl_segment_t *segment_new_pages(gl_heap_t *heap, gl_kind_t kind) {
+  bool is_zero = false;
+  gl_segment_t *seg = cache_take(GL_SEGMENT_SIZE, true, &is_zero);
+  if (seg == NULL) {
+    seg = os_map_aligned(GL_SEGMENT_SIZE, GL_SEGMENT_SIZE);
+    if (seg == NULL) return NULL;
+    is_zero = true;
+    counters_mapped(GL_SEGMENT_SIZE);
+    gl_counter_add(&gl_counters.segments, 1);
+  }
+  unsigned shift = kind == GL_KIND_SMALL ? GL_SMALL_PAGE_SHIFT : GL_MEDIUM_PAGE_SHIFT;
+  unsigned count = (unsigned)(GL_SEGMENT_SIZE >> shift);
+  size_t header = segment_header_size(count);
+  memset(seg, 0, sizeof(gl_segment_t) + count * sizeof(gl_page_t));
+  seg->kind = (uint8_t)kind;
+  seg->page_shift = (uint8_t)shift;
+  seg->page_count = count;
+  seg->mapped_size = GL_SEGMENT_SIZE;
+  seg->heap = heap;
+  seg->free_mask = count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1);
+  for (unsigned i = 0; i < count; i++) {
+    gl_page_t *page = &seg->pages[i];
+    size_t begin = i == 0 ? header : ((size_t)i << shift);
+    page->index = (uint8_t)i;
+    page->start = (uint8_t *)seg + begin;
+    page->state = GL_PAGE_FREE_CLEAN;
+    page->mem_is_zero = is_zero;
+  }
+  segment_map_set(seg, GL_SEGMENT_SIZE, GL_SEGMAP_PAGES);
+
+  pthread_mutex_lock(&heap->segments_lock);
+  seg->next = heap->segments[kind];
+  if (seg->next) seg->next->prev = seg;
+  heap->segments[kind] = seg;
+  pthread_mutex_unlock(&heap->segments_lock);
+  gl_counter_add(&heap->stat_segments, 1);
+  avail_push(heap, seg);
+  return seg;
+}
+
+/* A segment with no page in use and no dirty page leaves the heap. */
+static void segment_release(gl_heap_t *heap, gl_segment_t *seg) {
+  gl_assert(seg->used_pages == 0 && seg->dirty_mask == 0);
+  if (seg->in_avail) avail_remove(heap, seg);
+  pthread_mutex_lock(&heap->segments_lock);
+  if (seg->prev) seg->prev->next = seg->next; else heap->segments[seg->kind] = seg->next;
+  if (seg->next) seg->next->prev = seg->prev;
+  pthread_mutex_unlock(&heap->segments_lock);
+  seg->next = seg->prev = NULL;
+  seg->heap = NULL;
+  gl_counter_sub(&heap->stat_segments, 1);
+  /* The rest of the header (page descriptors) is purged too, so a reuse of this
+   * segment finds zero memory everywhere past the first OS page. */
+  bool all_zero = true;
+  for (unsigned i = 0; i < seg->page_count; i++) all_zero = all_zero && seg->pages[i].mem_is_zero;
+  size_t keep = os_page_size();
+  size_t header = segment_header_size(seg->page_count);
+  all_zero = os_purge((uint8_t *)seg + keep, header - keep) && all_zero;
+  segment_cache_put(seg, !all_zero);
+}
+
+static size_t page_area(gl_page_t *page) {
+  gl_segment_t *seg = gl_segment_of(page);
+  uint8_t *end = (uint8_t *)seg + ((size_t)(page->index + 1) << seg->page_shift);
+  return (size_t)(end - page->start);
+}
+
+static void purge_queue_remove(gl_heap_t *heap, gl_page_t *page) {
+  if (page->prev) page->prev->next = page->next; else heap->purge.first = page->next;
+  if (page->next) page->next->prev = page->prev; else heap->purge.last = page->prev;
+  page->next = page->prev = NULL;
+  heap->dirty_bytes -= page_area(page);
+}
+
+gl_page_t *segment_page_alloc(gl_heap_t *heap, gl_kind_t kind, bool *is_zero) {
+  gl_segment_t *seg = heap->avail[kind];
+  if (seg == NULL) {
+    seg = segment_new_pages(heap, kind);
+    if (seg == NULL) return NULL;
+  }
+  gl_assert(seg->free_mask != 0);
+  /* A dirty page first: it is resident already, a clean one would fault in. */
+  uint64_t pick = seg->dirty_mask ? seg->dirty_mask : seg->free_mask;
+  unsigned idx = (unsigned)__builtin_ctzll(pick);
+  gl_page_t *page = &seg->pages[idx];
+  uint64_t bit = (uint64_t)1 << idx;
+  if (page->state == GL_PAGE_FREE_DIRTY) {
+    purge_queue_remove(heap, page);
+    page->mem_is_zero = 0;
+  }
+  *is_zero = page->mem_is_zero;
+  seg->free_mask &= ~bit;
+  seg->dirty_mask &= ~bit;
+  seg->used_pages++;
+  if (seg->free_mask == 0) avail_remove(heap, seg);
+  page->state = GL_PAGE_IN_USE;
+  gl_counter_add(&heap->stat_pages_in_use, 1);
+  return page;
+}
+
+void segment_page_free(gl_heap_t *heap, gl_page_t *page) {
+  gl_segment_t *seg = gl_segment_of(page);
+  uint64_t bit = (uint64_t)1 << page->index;
+  gl_assert(page->state == GL_PAGE_IN_USE && page->used == 0);
+  page->heap = NULL;
+  page->free = NULL;
+  page->local_free = NULL;
+  page->area_size = 0;
+  page->state = GL_PAGE_FREE_DIRTY;
+  page->purge_at = os_clock_ms() + (uint64_t)gl_options.purge_delay_ms;
+  /* Append to the purge queue: it stays sorted by purge_at. */
+  page->next = NULL;
+  page->prev = heap->purge.last;
+  if (heap->purge.last) heap->purge.last->next = page; else heap->purge.first = page;
+  heap->purge.last = page;
+  heap->dirty_bytes += page_area(page);
+  if (page->purge_at < heap->next_purge_ms) heap->next_purge_ms = page->purge_at;
+  seg->free_mask |= bit;
+  seg->dirty_mask |= bit;
+  seg->used_pages--;
+  gl_counter_sub(&heap->stat_pages_in_use, 1);
+  if (!seg->in_avail) avail_push(heap, seg);
+}
+
+/* Purges every dirty page of seg, one madvise per run of adjacent pages. */
+static void segment_purge_dirty(gl_heap_t *heap, gl_segment_t *seg) {
+  uint64_t mask = seg->dirty_mask;
+  while (mask) {
+    unsigned first = (unsigned)__builtin_ctzll(mask);
+    unsigned last = first;
+    while (last + 1 < seg->page_count && (mask >> (last + 1)) & 1) last++;
+    uint8_t *begin = seg->pages[first].start;
+    uint8_t *end = (uint8_t *)seg + ((size_t)(last + 1) << seg->page_shift);
+    bool zero = os_purge(begin, (size_t)(end - begin));
+    for (unsigned i = first; i <= last; i++) {
+      gl_page_t *page = &seg->pages[i];
+      purge_queue_remove(heap, page);
+      page->state = GL_PAGE_FREE_CLEAN;
+      page->mem_is_zero = zero;
+      mask &= ~((uint64_t)1 << i);
+    }
+  }
+  seg->dirty_mask = 0;
+}
+
+void segment_purge_due(gl_heap_t *heap, uint64_t now, bool force) {
+  gl_page_t *page;
+  while ((page = heap->purge.first) != NULL &&
+         (force || page->purge_at <= now || heap->dirty_bytes > (size_t)gl_options.retain_bytes)) {
+    gl_segment_t *seg = gl_segment_of(page);
+    segment_purge_dirty(heap, seg);
+    if (seg->used_pages == 0) segment_release(heap, seg);
+  }
+  heap->next_purge_ms = page ? page->purge_at : UINT64_MAX;
+}
+
+/* ---- Large segments: one block each, owned by no heap ---- */
+
+gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) {
+  size_t page = os_page_size();
+  size_t offset = GL_LARGE_OFFSET;
+  if (alignment > offset) offset = alignment < GL_SEGMENT_SIZE ? alignment : GL_SEGMENT_SIZE;
+  if (size > GL_MAX_ALLOC - offset - alignment - GL_SEGMENT_SIZE) return NULL;
+  size_t needed = align_up(offset + size, page);
+  gl_segment_t *seg = NULL;
+  *is_zero = false;
+  if (offset == GL_LARGE_OFFSET) seg = cache_take(needed, false, is_zero);
+  if (seg == NULL) {
+    if (alignment <= GL_SEGMENT_SIZE) {
+      seg = os_map_aligned(needed, GL_SEGMENT_SIZE);
+      if (seg == NULL) return NULL;
+    } else {
+      /* The block must sit at an `alignment` boundary with the header one segment
+       * below it: map alignment + needed bytes aligned to `alignment`, then drop the
+       * part before the header. */
+      uint8_t *base = os_map_aligned(alignment + needed - offset, alignment);
+      if (base == NULL) return NULL;
+      uint8_t *header = base + alignment - GL_SEGMENT_SIZE;
+      os_unmap(base, (size_t)(header - base));
+      seg = (gl_segment_t *)header;
+    }
+    *is_zero = true;
+    seg->mapped_size = needed;
+    counters_mapped(needed);
+    gl_counter_add(&gl_counters.segments, 1);
+  }
+  size_t mapped = seg->mapped_size;
+  memset(seg, 0, sizeof(gl_segment_t));
+  seg->kind = GL_KIND_LARGE;
+  seg->page_shift = GL_SEGMENT_SHIFT;
+  seg->mapped_size = mapped;
+  seg->large_offset = offset;
+  seg->large_usable = mapped - offset;
+  seg->large_alignment = alignment;
+  seg->large_is_zero = *is_zero;
+  segment_map_set(seg, mapped, GL_SEGMAP_LARGE);
+  return seg;
+}
+
+void segment_large_free(gl_segment_t *seg) {
+  if (seg->large_offset != GL_LARGE_OFFSET) {
+    segment_unmap(seg);  /* over-aligned: its shape is not reusable */
+    return;
+  }
+  segment_cache_put(seg, true);
+  segment_cache_collect(os_clock_ms(), false);
+}
+
+void segment_cache_stats(size_t *count, size_t *bytes, size_t *dirty_bytes) {
+  pthread_mutex_lock(&cache_lock);
+  size_t total = 0;
+  for (gl_segment_t *s = cache_first; s; s = s->next) total += s->mapped_size;
+  *count = cache_count;
+  *bytes = total;
+  *dirty_bytes = cache_dirty_bytes;
+  pthread_mutex_unlock(&cache_lock);
+}
