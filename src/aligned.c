@@ -1,7 +1,7 @@
 /* aligned.c: the memalign family.
  *
  * Alignment comes from the size-class geometry where it can: every page starts at
- * an 8 KiB boundary (64 KiB but for the first page of a segment), so a size class
+ * a GL_PAGE_START_ALIGN (16 KiB) boundary (64 KiB but for the first page of a segment), so a size class
  * whose block size is a multiple of the alignment hands out aligned blocks anyway.
  * Otherwise the block is over-allocated and an aligned address inside it returned;
  * its page is flagged has_aligned so free() finds the block start in O(1).  Bigger
@@ -14,7 +14,6 @@
 #include "internal.h"
 #include "sizeclass.h"
 
-#define GL_PAGE_START_ALIGN ((size_t)8192) /* every page start is a multiple of this */
 
 void *aligned_alloc_impl(size_t alignment, size_t size, bool zero) {
   gl_assert(alignment != 0 && (alignment & (alignment - 1)) == 0);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "alloc.h"
 #include "internal.h"
 
 /* glibc's mallopt parameters (malloc.h), spelled out so this file does not depend
@@ -20,9 +21,9 @@ enum {
   GL_M_ARENA_MAX = -8,
 };
 
-void *galleon_malloc(size_t size) { return alloc_malloc(size); }
+void *galleon_malloc(size_t size) { return alloc_malloc_fast(size); }
 void *galleon_calloc(size_t count, size_t size) { return alloc_calloc(count, size); }
-void galleon_free(void *ptr) { alloc_free(ptr); }
+void galleon_free(void *ptr) { alloc_free_fast(ptr); }
 
 void *galleon_realloc(void *ptr, size_t size) {
   if (ptr != NULL && size == 0) { /* glibc: free and return NULL */

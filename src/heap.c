@@ -35,6 +35,7 @@ static pthread_key_t thread_key;
 static bool thread_key_ok;
 
 static void heap_thread_done(void *value);
+static void direct_ranges_init(void);
 
 gl_heap_t *heap_registry_first(void) {
   return atomic_load_explicit(&heaps_all, memory_order_acquire);
@@ -49,6 +50,7 @@ void heap_process_init(void) {
     /* Nothing here allocates: sysconf, getenv and pthread_key_create do not. */
     options_init();
     os_init();
+    direct_ranges_init();
     thread_key_ok = pthread_key_create(&thread_key, heap_thread_done) == 0;
     atomic_store_explicit(&process_state, 2, memory_order_release);
   } else {
@@ -63,13 +65,22 @@ __attribute__((constructor)) static void heap_constructor(void) {
 
 /* ---- Page queues and the direct table ---- */
 
+/* direct[] entries [direct_lo[cls], direct_hi[cls]] serve size class cls. */
+static uint8_t direct_lo[GL_CLASS_COUNT], direct_hi[GL_CLASS_COUNT];
+
+static void direct_ranges_init(void) {
+  for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
+    size_t lo = cls == 1 ? 0 : sizeclass_block_size(cls - 1) / 16 + 1;
+    size_t hi = sizeclass_block_size(cls) / 16;
+    if (hi >= GL_DIRECT_COUNT) hi = GL_DIRECT_COUNT - 1;
+    direct_lo[cls] = (uint8_t)(lo < GL_DIRECT_COUNT ? lo : 1);
+    direct_hi[cls] = (uint8_t)(lo < GL_DIRECT_COUNT ? hi : 0); /* empty range */
+  }
+}
+
 static void direct_update(gl_heap_t *heap, unsigned cls) {
-  size_t lo = cls == 1 ? 0 : sizeclass_block_size(cls - 1) / 16 + 1;
-  size_t hi = sizeclass_block_size(cls) / 16;
-  if (lo >= GL_DIRECT_COUNT) return;
-  if (hi >= GL_DIRECT_COUNT) hi = GL_DIRECT_COUNT - 1;
   gl_page_t *page = heap->queues[cls].first ? heap->queues[cls].first : &gl_page_empty;
-  for (size_t i = lo; i <= hi; i++) heap->direct[i] = page;
+  for (unsigned i = direct_lo[cls]; i <= direct_hi[cls]; i++) heap->direct[i] = page;
 }
 
 static void queue_remove(gl_page_queue_t *q, gl_page_t *page) {
@@ -108,6 +119,12 @@ static void thread_free_state_change(gl_page_t *page, uintptr_t from, uintptr_t 
   }
 }
 
+static void kept_clear(gl_heap_t *heap, gl_page_t *page) {
+  if (!page->kept_empty) return;
+  page->kept_empty = 0;
+  heap->kept_bytes -= page->area_size;
+}
+
 /* Moves a page with no free block to the full list, where malloc no longer looks at
  * it.  Fails (false) if a remote free arrived meanwhile: the caller collects it. */
 static bool heap_page_to_full(gl_heap_t *heap, gl_page_t *page) {
@@ -120,7 +137,9 @@ static bool heap_page_to_full(gl_heap_t *heap, gl_page_t *page) {
       break;
   }
   class_queue_remove(heap, page);
+  kept_clear(heap, page);
   page->in_full = 1;
+  page->fast_owner = NULL;
   queue_push_back(&heap->full, page);
   return true;
 }
@@ -129,6 +148,7 @@ void heap_page_unfull(gl_heap_t *heap, gl_page_t *page) {
   if (!page->in_full) return;
   queue_remove(&heap->full, page);
   page->in_full = 0;
+  page->fast_owner = heap;
   thread_free_state_change(page, GL_TF_FULL, GL_TF_NORMAL);
   gl_page_queue_t *q = &heap->queues[page->class_idx];
   queue_push_back(q, page);
@@ -146,34 +166,51 @@ static void heap_process_notified(gl_heap_t *heap) {
   }
 }
 
-/* Gives an empty page back to its segment.  keep_if_only: keep it when it is the
- * only page of its class, so a loop that allocates and frees one block does not
- * take a new page every time. */
-static bool heap_page_retire_ex(gl_heap_t *heap, gl_page_t *page, bool keep_if_only) {
+/* Gives an empty page back to its segment, unless it must stay because a remote
+ * free notification still points at it. */
+static bool heap_page_retire_now(gl_heap_t *heap, gl_page_t *page) {
   if (page->used != 0) return false;
   if ((atomic_load_explicit(&page->thread_free, memory_order_acquire) & GL_TF_STATE) == GL_TF_NOTIFIED)
     return false; /* pinned until popped from heap->notified */
+  kept_clear(heap, page);
   if (page->in_full) {
     queue_remove(&heap->full, page);
     page->in_full = 0;
   } else {
-    gl_page_queue_t *q = &heap->queues[page->class_idx];
-    if (keep_if_only && q->first == page && page->next == NULL) {
-      page->kept_empty = 1;
-      return false;
-    }
     class_queue_remove(heap, page);
   }
   segment_page_free(heap, page);
   return true;
 }
 
+/* A page just became empty through a free.  Keep it in its queue, blocks and all,
+ * while the heap keeps little such memory (retain_bytes / 4), or when it is the only
+ * small page of its class: a program that frees a batch and allocates it again then
+ * finds its pages ready instead of re-initialising them.  The periodic collection
+ * retires kept pages that are still empty. */
 void heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
-  if (heap_page_retire_ex(heap, page, true)) {
+  if (page->used != 0 || page->kept_empty) return;
+  if (!page->in_full) {
+    gl_page_queue_t *q = &heap->queues[page->class_idx];
+    bool only_small = q->first == page && page->next == NULL && page->class_idx <= GL_CLASS_SMALL_LAST;
+    if (only_small || heap->kept_bytes + page->area_size <= (size_t)gl_options.retain_bytes / 4) {
+      page->kept_empty = 1;
+      heap->kept_bytes += page->area_size;
+      return;
+    }
+  }
+  if (heap_page_retire_now(heap, page)) {
     uint64_t now = os_clock_ms();
     if (now >= heap->next_purge_ms || heap->dirty_bytes > (size_t)gl_options.retain_bytes)
       segment_purge_due(heap, now, false);
   }
+}
+
+/* free()'s fast path saw the last block of a page come back.  Takes the block, not
+ * the page, so the fast path keeps no register alive for this call. */
+void heap_block_freed_last(void *p) {
+  gl_page_t *page = gl_page_of(gl_segment_of(p), p);
+  heap_page_retire(page->heap, page);
 }
 
 /* Collects remote frees of every page and retires the empty ones.  An empty page
@@ -183,19 +220,16 @@ static void heap_collect_pages(gl_heap_t *heap, bool force) {
   for (gl_page_t *page = heap->full.first, *next; page; page = next) {
     next = page->next;
     page_collect(page);
-    if (page->used == 0) heap_page_retire_ex(heap, page, false);
+    if (page->used == 0) heap_page_retire_now(heap, page);
     else if (page->free) heap_page_unfull(heap, page);
   }
   for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
     for (gl_page_t *page = heap->queues[cls].first, *next; page; page = next) {
       next = page->next;
       page_collect(page);
-      if (page->used != 0) {
-        page->kept_empty = 0;
-        continue;
-      }
-      bool keep = !force && !page->kept_empty;
-      heap_page_retire_ex(heap, page, keep);
+      if (page->used != 0) kept_clear(heap, page);
+      else if (force || page->kept_empty) heap_page_retire_now(heap, page);
+      else heap_page_retire(heap, page);
     }
   }
 }
@@ -217,14 +251,17 @@ void heap_collect_abandoned(bool force) {
   pthread_mutex_unlock(&registry_lock);
 }
 
-/* Slow-path housekeeping: notifications, delayed purges, periodic collection. */
+/* Slow-path housekeeping: notifications, delayed purges, periodic collection.
+ * The clock is read on every fourth call only; retiring a page reads it too. */
 static void heap_maintain(gl_heap_t *heap) {
   if (atomic_load_explicit(&heap->notified, memory_order_relaxed) != NULL) heap_process_notified(heap);
+  if ((++heap->slow_calls & 3) != 0 && heap->dirty_bytes <= (size_t)gl_options.retain_bytes) return;
   uint64_t now = os_clock_ms();
   if (now >= heap->next_purge_ms || heap->dirty_bytes > (size_t)gl_options.retain_bytes)
     segment_purge_due(heap, now, false);
   if (now >= heap->next_collect_ms) heap_collect(heap, false);
-  segment_cache_collect(now, false);
+  if (now >= atomic_load_explicit(&gl_cache_next_event_ms, memory_order_relaxed))
+    segment_cache_collect(now, false);
   if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) != 0 &&
       now >= atomic_load_explicit(&abandoned_next_ms, memory_order_relaxed))
     heap_collect_abandoned(false);
@@ -247,6 +284,7 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
     page = next;
   }
   if (page != NULL) {
+    kept_clear(heap, page);
     if (q->first != page) {
       queue_remove(q, page);
       queue_push_front(q, page);
@@ -264,7 +302,7 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
   return page;
 }
 
-void *heap_malloc_generic(gl_heap_t *heap, size_t size, bool zero) {
+void *heap_malloc_generic(size_t size, gl_heap_t *heap, bool zero) {
   if (gl_unlikely(heap == &gl_heap_empty)) {
     heap = heap_get_or_init();
     if (heap == NULL) {

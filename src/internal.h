@@ -60,19 +60,27 @@
 #define GL_DIRECT_MAX ((size_t)1024)       /* sizes served through heap->direct */
 #define GL_DIRECT_COUNT (GL_DIRECT_MAX / 16 + 1)
 #define GL_CLASS_COUNT 49 /* class 0 unused; 1..8: 16..128 step 16; then 4 per power of two */
+#define GL_PAGE_START_ALIGN ((size_t)16 * 1024) /* every page start is a multiple of this */
 #define GL_LARGE_OFFSET ((size_t)4096) /* where a large block starts in its segment */
 #define GL_MAX_ALLOC ((size_t)PTRDIFF_MAX)
 #define GL_ADDRESS_BITS 47
 #define GL_SEGMAP_UNITS ((size_t)1 << (GL_ADDRESS_BITS - GL_SEGMENT_SHIFT))
 #define GL_MIN_ALIGN 16
 
-/* Segment map entries: what the 4 MiB unit at an address is. */
+/* Segment map entries: what the 4 MiB unit at an address is.  For a small or
+ * medium segment the entry is its page shift, so free() learns "ours, with pages"
+ * and the shift to find the page from one byte. */
 enum {
-  GL_SEGMAP_NONE = 0,  /* not Galleon's */
-  GL_SEGMAP_PAGES = 1, /* start of a small or medium segment */
-  GL_SEGMAP_LARGE = 2, /* start of a large segment */
-  GL_SEGMAP_TAIL = 3,  /* a later unit of a large segment */
+  GL_SEGMAP_NONE = 0,                     /* not Galleon's */
+  GL_SEGMAP_LARGE = 2,                    /* start of a large segment */
+  GL_SEGMAP_TAIL = 3,                     /* a later unit of a large segment */
+  GL_SEGMAP_SMALL = GL_SMALL_PAGE_SHIFT,  /* start of a small segment */
+  GL_SEGMAP_MEDIUM = GL_MEDIUM_PAGE_SHIFT /* start of a medium segment */
 };
+#define GL_SEGMAP_PAGES_BIT 16 /* set in exactly the SMALL and MEDIUM entries */
+_Static_assert((GL_SEGMAP_SMALL & GL_SEGMAP_PAGES_BIT) && (GL_SEGMAP_MEDIUM & GL_SEGMAP_PAGES_BIT) &&
+                   !(GL_SEGMAP_LARGE & GL_SEGMAP_PAGES_BIT) && !(GL_SEGMAP_TAIL & GL_SEGMAP_PAGES_BIT),
+               "segment map encoding");
 
 typedef enum { GL_KIND_SMALL = 0, GL_KIND_MEDIUM = 1, GL_KIND_LARGE = 2 } gl_kind_t;
 
@@ -80,7 +88,7 @@ typedef enum { GL_KIND_SMALL = 0, GL_KIND_MEDIUM = 1, GL_KIND_LARGE = 2 } gl_kin
  * free of it is caught in O(1).  Every block is at least 16 bytes. */
 typedef struct gl_block_s {
   struct gl_block_s *next;
-  uintptr_t freed_mark; /* (address ^ page->key) while free; 0 once allocated */
+  uintptr_t freed_mark; /* page->key while free; 0 once allocated */
 } gl_block_t;
 
 /* page->thread_free holds the list head with this state in its low two bits. */
@@ -98,34 +106,37 @@ typedef enum {
 struct gl_heap_s;
 
 typedef struct gl_page_s {
-  /* malloc fast path: */
+  /* First cache line: everything the malloc and free fast paths touch. */
   gl_block_t *free;  /* blocks ready to hand out */
   uint32_t used;     /* blocks handed out (including remote frees not yet collected) */
-  uint32_t capacity; /* blocks carved so far (the free list grows lazily) */
-  /* free fast path: */
-  struct gl_heap_s *heap;     /* owner; NULL while the page is unused */
-  uint8_t *start;             /* first block */
-  uint64_t div_magic;         /* offset % block_size == 0  <=>  offset * magic <= magic - 1 */
-  uint32_t area_size;         /* reserved * block_size */
-  uint8_t in_full;            /* on heap->full: the first local free moves it back */
-  uint8_t has_aligned;        /* some block was handed out at an interior, aligned address */
-  uint8_t free_is_zero;       /* blocks on `free` are zero but for their first word */
-  uint8_t mem_is_zero;        /* never-carved memory of this page is zero */
-  uintptr_t key;              /* secret for freed marks */
-  gl_block_t *local_free;     /* frees by the owning thread */
+  uint8_t in_full;      /* on heap->full */
+  uint8_t has_aligned;  /* some block was handed out at an interior, aligned address */
+  uint8_t free_is_zero; /* blocks on `free` are zero but for their first word */
+  uint8_t mem_is_zero;  /* never-carved memory of this page is zero */
+  struct gl_heap_s *fast_owner; /* == heap while a local free may take the fast path;
+                                   NULL while the page is unused or on the full list */
+  uint8_t *start;               /* first block */
+  uint64_t div_magic;           /* offset % block_size == 0  <=>  offset * magic < magic (mod 2^64) */
+  size_t area_size;             /* reserved * block_size */
+  uintptr_t key;                /* secret for freed marks */
+  gl_block_t *local_free;       /* frees by the owning thread */
+  /* Second cache line: remote frees and slow paths. */
+  struct gl_heap_s *heap;         /* owner; NULL while the page is unused */
   _Atomic(uintptr_t) thread_free; /* frees by other threads | GL_TF_* state */
-  /* slow paths: */
   uint32_t block_size;
   uint32_t reserved;      /* blocks that fit in the page */
   uint8_t class_idx;
   uint8_t index;          /* in the segment */
   uint8_t state;          /* gl_page_state_t */
   uint8_t kept_empty;     /* empty, but kept as the only page of its class */
+  uint32_t capacity;      /* blocks carved so far (the free list grows lazily) */
   struct gl_page_s *next; /* class queue, full list or purge queue */
   struct gl_page_s *prev;
   struct gl_page_s *notify_next; /* heap->notified stack */
   uint64_t purge_at;             /* ms: when a dirty free page is to be purged */
 } gl_page_t;
+
+_Static_assert(sizeof(gl_page_t) == 128, "page descriptors are two cache lines");
 
 typedef struct gl_segment_s {
   uint8_t kind;       /* gl_kind_t */
@@ -147,7 +158,7 @@ typedef struct gl_segment_s {
   size_t large_usable;   /* bytes usable from there to the end of the mapping */
   size_t large_alignment;
   uint8_t large_is_zero; /* the block's memory is known to be zero */
-  gl_page_t pages[];
+  gl_page_t pages[] __attribute__((aligned(64)));
 } gl_segment_t;
 
 typedef struct gl_page_queue_s {
@@ -166,6 +177,7 @@ typedef struct gl_heap_s {
   gl_segment_t *segments[2];     /* all small / medium segments owned */
   gl_segment_t *avail[2];        /* those with an unused page */
   size_t dirty_bytes;            /* bytes on `purge` */
+  size_t kept_bytes;             /* area of empty pages kept in class queues (kept_empty) */
   uint64_t next_purge_ms;        /* earliest purge_at on `purge` */
   uint64_t rng;                  /* page keys */
   uint64_t next_collect_ms;      /* next full collection of remote frees */
@@ -194,6 +206,7 @@ extern GL_HIDDEN _Atomic(uint8_t) gl_segmap[GL_SEGMAP_UNITS];
 extern GL_HIDDEN __thread gl_heap_t *gl_tls_heap;
 extern GL_HIDDEN gl_heap_t gl_heap_empty;
 extern GL_HIDDEN gl_page_t gl_page_empty;
+extern GL_HIDDEN _Atomic(uint64_t) gl_cache_next_event_ms; /* segment.c: next cache purge or unmap */
 
 /* Process-wide counters (relaxed atomics; cold paths only). */
 typedef struct gl_counters_s {
@@ -270,8 +283,9 @@ GL_HIDDEN bool page_contains_free_block(gl_page_t *page, const gl_block_t *block
 
 /* ---- heap.c ---- */
 GL_HIDDEN gl_heap_t *heap_get_or_init(void);
-GL_HIDDEN void *heap_malloc_generic(gl_heap_t *heap, size_t size, bool zero);
+GL_HIDDEN void *heap_malloc_generic(size_t size, gl_heap_t *heap, bool zero);
 GL_HIDDEN void heap_page_retire(gl_heap_t *heap, gl_page_t *page);
+GL_HIDDEN void heap_block_freed_last(void *p);
 GL_HIDDEN void heap_page_unfull(gl_heap_t *heap, gl_page_t *page);
 GL_HIDDEN void heap_collect(gl_heap_t *heap, bool force);
 GL_HIDDEN void heap_collect_abandoned(bool force);

@@ -4,13 +4,14 @@
 #include <malloc.h>
 #include <stdlib.h>
 
+#include "alloc.h"
 #include "internal.h"
 
 #define GL_EXPORT __attribute__((visibility("default")))
 
-GL_EXPORT void *malloc(size_t size) { return alloc_malloc(size); }
+GL_EXPORT void *malloc(size_t size) { return alloc_malloc_fast(size); }
 GL_EXPORT void *calloc(size_t count, size_t size) { return alloc_calloc(count, size); }
-GL_EXPORT void free(void *ptr) { alloc_free(ptr); }
+GL_EXPORT void free(void *ptr) { alloc_free_fast(ptr); }
 GL_EXPORT void *realloc(void *ptr, size_t size) { return galleon_realloc(ptr, size); }
 GL_EXPORT void *reallocarray(void *ptr, size_t count, size_t size) {
   return galleon_reallocarray(ptr, count, size);

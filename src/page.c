@@ -39,6 +39,7 @@ void page_init(gl_heap_t *heap, gl_page_t *page, uint8_t class_idx, bool mem_is_
   page->used = 0;
   page->capacity = 0;
   page->heap = heap;
+  page->fast_owner = heap;
   page->div_magic = UINT64_MAX / bs + 1;
   page->area_size = (uint32_t)(reserved * bs);
   page->in_full = 0;
@@ -106,7 +107,7 @@ void page_collect(gl_page_t *page) {
  * block back. */
 void page_free_remote(gl_page_t *page, gl_block_t *block) {
   uintptr_t addr = (uintptr_t)block;
-  uintptr_t mark = addr ^ page->key;
+  uintptr_t mark = page->key;
   if (gl_unlikely(block->freed_mark == mark)) gl_fatal("double free of", block, NULL, NULL);
   block->freed_mark = mark;
   uintptr_t old = atomic_load_explicit(&page->thread_free, memory_order_relaxed);

@@ -9,7 +9,7 @@
  *    heap; only that heap's owner (or a thread holding the abandoned heap) changes it.
  *  - free_mask has a bit for every unused page; dirty_mask is the subset that is still
  *    resident, and each of those pages is on its heap's purge queue.
- *  - The segment map says GL_SEGMAP_PAGES or GL_SEGMAP_LARGE for the first unit of
+ *  - The segment map says GL_SEGMAP_SMALL/MEDIUM/LARGE for the first unit of
  *    every mapped segment (cached ones too) and GL_SEGMAP_TAIL for later units.
  */
 #include <string.h>
@@ -24,7 +24,7 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static gl_segment_t *cache_first; /* most recently cached first */
 static size_t cache_count;
 static size_t cache_dirty_bytes;
-static _Atomic(uint64_t) cache_next_event_ms = UINT64_MAX;
+_Atomic(uint64_t) gl_cache_next_event_ms = UINT64_MAX;
 
 void segment_cache_lock(void) { pthread_mutex_lock(&cache_lock); }
 void segment_cache_unlock(void) { pthread_mutex_unlock(&cache_lock); }
@@ -32,8 +32,10 @@ void segment_cache_reset_lock(void) { pthread_mutex_init(&cache_lock, NULL); }
 
 static size_t align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
+/* Rounded to GL_PAGE_START_ALIGN so every page start is aligned to it (aligned.c
+ * relies on that); the part of the first page that rounding skips is never touched. */
 static size_t segment_header_size(unsigned page_count) {
-  return align_up(sizeof(gl_segment_t) + page_count * sizeof(gl_page_t), os_page_size());
+  return align_up(sizeof(gl_segment_t) + page_count * sizeof(gl_page_t), GL_PAGE_START_ALIGN);
 }
 
 void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t value) {
@@ -52,7 +54,7 @@ gl_segment_t *segment_find(const void *p) {
   if (unit >= GL_SEGMAP_UNITS) return NULL;
   for (;;) {
     uint8_t v = atomic_load_explicit(&gl_segmap[unit], memory_order_relaxed);
-    if (v == GL_SEGMAP_PAGES || v == GL_SEGMAP_LARGE) return (gl_segment_t *)(unit << GL_SEGMENT_SHIFT);
+    if ((v & GL_SEGMAP_PAGES_BIT) || v == GL_SEGMAP_LARGE) return (gl_segment_t *)(unit << GL_SEGMENT_SHIFT);
     if (v != GL_SEGMAP_TAIL || unit == 0) return NULL;
     unit--;
   }
@@ -122,7 +124,7 @@ static gl_segment_t *cache_take(size_t size, bool exact, bool *is_zero) {
 /* Purges cache entries whose delay has passed and unmaps those unused for long (all
  * of them when force).  Cheap to call often: one atomic load when nothing is due. */
 void segment_cache_collect(uint64_t now, bool force) {
-  if (!force && now < atomic_load_explicit(&cache_next_event_ms, memory_order_relaxed)) return;
+  if (!force && now < atomic_load_explicit(&gl_cache_next_event_ms, memory_order_relaxed)) return;
   gl_segment_t *to_unmap = NULL;
   pthread_mutex_lock(&cache_lock);
   uint64_t next = UINT64_MAX;
@@ -140,7 +142,7 @@ void segment_cache_collect(uint64_t now, bool force) {
     uint64_t due = s->cache_dirty == 1 ? s->cached_at + purge_delay : s->cached_at + unmap_delay;
     if (due < next) next = due;
   }
-  atomic_store_explicit(&cache_next_event_ms, next, memory_order_relaxed);
+  atomic_store_explicit(&gl_cache_next_event_ms, next, memory_order_relaxed);
   pthread_mutex_unlock(&cache_lock);
   while (to_unmap) {
     gl_segment_t *n = to_unmap->next;
@@ -181,8 +183,8 @@ static void segment_cache_put(gl_segment_t *seg, bool dirty) {
         cache_purge_entry(seg);
     }
     uint64_t due = now + (seg->cache_dirty == 1 ? (uint64_t)gl_options.purge_delay_ms : cache_unmap_delay_ms());
-    if (due < atomic_load_explicit(&cache_next_event_ms, memory_order_relaxed))
-      atomic_store_explicit(&cache_next_event_ms, due, memory_order_relaxed);
+    if (due < atomic_load_explicit(&gl_cache_next_event_ms, memory_order_relaxed))
+      atomic_store_explicit(&gl_cache_next_event_ms, due, memory_order_relaxed);
   }
   pthread_mutex_unlock(&cache_lock);
   if (evict) segment_unmap(evict);
@@ -235,7 +237,7 @@ static gl_segment_t *segment_new_pages(gl_heap_t *heap, gl_kind_t kind) {
     page->state = GL_PAGE_FREE_CLEAN;
     page->mem_is_zero = is_zero;
   }
-  segment_map_set(seg, GL_SEGMENT_SIZE, GL_SEGMAP_PAGES);
+  segment_map_set(seg, GL_SEGMENT_SIZE, kind == GL_KIND_SMALL ? GL_SEGMAP_SMALL : GL_SEGMAP_MEDIUM);
 
   pthread_mutex_lock(&heap->segments_lock);
   seg->next = heap->segments[kind];
@@ -312,6 +314,7 @@ void segment_page_free(gl_heap_t *heap, gl_page_t *page) {
   uint64_t bit = (uint64_t)1 << page->index;
   gl_assert(page->state == GL_PAGE_IN_USE && page->used == 0);
   page->heap = NULL;
+  page->fast_owner = NULL;
   page->free = NULL;
   page->local_free = NULL;
   page->area_size = 0;

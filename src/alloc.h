@@ -1,0 +1,65 @@
+/* alloc.h: the fast paths of malloc and free, inlined into each exported entry
+ * point (malloc, galleon_malloc, ...) so a call costs no extra jump.
+ *
+ * malloc, sizes up to GL_DIRECT_MAX (15 instructions): TLS load, table lookup, pop
+ * the page's free list, count, clear the freed mark.  Anything else -- empty list,
+ * first call of a thread, bigger sizes -- goes to heap_malloc_generic.
+ *
+ * free (about 35 instructions): one byte of the segment map says "small or medium
+ * segment" and gives the page shift; the page descriptor is found by masking and
+ * shifting; one compare says this thread owns the page and it is not on the full
+ * list; one multiply and two compares say p is a block start; the block must not
+ * carry the freed mark (a double free).  Push on local_free.  Everything else goes
+ * to alloc_free_slow: remote frees, aligned blocks, large blocks, errors.
+ */
+#ifndef GALLEON_ALLOC_H
+#define GALLEON_ALLOC_H
+
+#include "internal.h"
+
+GL_HIDDEN void alloc_free_double(void *p) __attribute__((noreturn, cold));
+
+GL_INLINE void *alloc_malloc_fast(size_t size) {
+  if (gl_likely(size <= GL_DIRECT_MAX)) {
+    gl_page_t *page = gl_tls_heap->direct[(size + 15) >> 4];
+    gl_block_t *block = page->free;
+    if (gl_likely(block != NULL)) {
+      page->free = block->next;
+      page->used++;
+      block->freed_mark = 0;
+      return block;
+    }
+  }
+  return heap_malloc_generic(size, gl_tls_heap, false);
+}
+
+GL_INLINE void alloc_free_fast(void *p) {
+  uintptr_t addr = (uintptr_t)p;
+  /* Masking instead of a bounds check: user addresses are below 2^47.  A pointer
+   * above that is not a user address at all; if it aliases one of our units, the
+   * header read below faults -- it is never taken for a block. */
+  size_t unit = (addr >> GL_SEGMENT_SHIFT) & (GL_SEGMAP_UNITS - 1);
+  unsigned shift = atomic_load_explicit(&gl_segmap[unit], memory_order_relaxed);
+  if (gl_likely(shift & GL_SEGMAP_PAGES_BIT)) {
+    gl_segment_t *seg = (gl_segment_t *)(addr & ~(uintptr_t)GL_SEGMENT_MASK);
+    gl_page_t *page = &seg->pages[(addr & GL_SEGMENT_MASK) >> shift];
+    gl_block_t *block = p;
+    uint64_t offset = addr - (uintptr_t)page->start;
+    uint64_t magic = page->div_magic;
+    /* Local owner, not on the full list; offset inside the blocks area and a
+     * multiple of the block size (Lemire: n % d == 0 <=> n * ceil(2^64/d) < ceil(2^64/d)). */
+    if (gl_likely(page->fast_owner == gl_tls_heap && offset < page->area_size &&
+                  offset * magic < magic)) {
+      uintptr_t mark = page->key;
+      if (gl_unlikely(block->freed_mark == mark)) alloc_free_double(p);
+      block->freed_mark = mark;
+      block->next = page->local_free;
+      page->local_free = block;
+      if (gl_unlikely(--page->used == 0) && !page->kept_empty) heap_block_freed_last(p);
+      return;
+    }
+  }
+  alloc_free_slow(p, "invalid free of");
+}
+
+#endif
