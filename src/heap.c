@@ -1,6 +1,6 @@
 /* heap.c: thread heaps, malloc's slow path, retiring pages, abandonment, fork.
  *
- * Lock order: registry_lock -> heap->segments_lock -> cache_lock (segment.c).
+ * Lock order: registry_lock -> heap->lock -> cache_lock (segment.c).
  * registry_lock guards the list of all heaps (append only), the abandoned list and
  * the pool heaps are carved from.  No fast path takes a lock.
  *
@@ -61,6 +61,15 @@ void heap_process_init(void) {
 __attribute__((constructor)) static void heap_constructor(void) {
   heap_process_init();
   pthread_atfork(heap_fork_prepare, heap_fork_parent, heap_fork_child);
+}
+
+/* Written under heap->lock (segment.c), read here without it. */
+static uint64_t heap_next_purge(gl_heap_t *heap) { return __atomic_load_n(&heap->next_purge_ms, __ATOMIC_RELAXED); }
+static size_t heap_dirty(gl_heap_t *heap) { return __atomic_load_n(&heap->dirty_bytes, __ATOMIC_RELAXED); }
+
+uint64_t heap_abandoned_next_ms(void) {
+  if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return UINT64_MAX;
+  return atomic_load_explicit(&abandoned_next_ms, memory_order_relaxed);
 }
 
 /* ---- Page queues and the direct table ---- */
@@ -201,8 +210,9 @@ void heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
   }
   if (heap_page_retire_now(heap, page)) {
     uint64_t now = os_clock_ms();
-    if (now >= heap->next_purge_ms || heap->dirty_bytes > (size_t)gl_options.retain_bytes)
+    if (now >= heap_next_purge(heap) || heap_dirty(heap) > (size_t)gl_options.retain_bytes)
       segment_purge_due(heap, now, false);
+    purge_notify(heap_dirty(heap) + segment_cache_dirty_bytes());
   }
 }
 
@@ -255,9 +265,9 @@ void heap_collect_abandoned(bool force) {
  * The clock is read on every fourth call only; retiring a page reads it too. */
 static void heap_maintain(gl_heap_t *heap) {
   if (atomic_load_explicit(&heap->notified, memory_order_relaxed) != NULL) heap_process_notified(heap);
-  if ((++heap->slow_calls & 3) != 0 && heap->dirty_bytes <= (size_t)gl_options.retain_bytes) return;
+  if ((++heap->slow_calls & 3) != 0 && heap_dirty(heap) <= (size_t)gl_options.retain_bytes) return;
   uint64_t now = os_clock_ms();
-  if (now >= heap->next_purge_ms || heap->dirty_bytes > (size_t)gl_options.retain_bytes)
+  if (now >= heap_next_purge(heap) || heap_dirty(heap) > (size_t)gl_options.retain_bytes)
     segment_purge_due(heap, now, false);
   if (now >= heap->next_collect_ms) heap_collect(heap, false);
   if (now >= atomic_load_explicit(&gl_cache_next_event_ms, memory_order_relaxed))
@@ -348,7 +358,7 @@ static gl_heap_t *heap_new_locked(void) {
   for (size_t i = 0; i < GL_DIRECT_COUNT; i++) heap->direct[i] = &gl_page_empty;
   heap->next_purge_ms = UINT64_MAX;
   heap->rng = os_random();
-  pthread_mutex_init(&heap->segments_lock, NULL);
+  pthread_mutex_init(&heap->lock, NULL);
   heap->all_next = atomic_load_explicit(&heaps_all, memory_order_relaxed);
   atomic_store_explicit(&heaps_all, heap, memory_order_release);
   return heap;
@@ -393,6 +403,7 @@ static void heap_thread_done(void *value) {
   gl_counter_sub(&gl_counters.heaps, 1);
   gl_counter_add(&gl_counters.heaps_abandoned, 1);
   pthread_mutex_unlock(&registry_lock);
+  purge_notify(heap_dirty(heap) + segment_cache_dirty_bytes());
 }
 
 /* ---- fork ----
@@ -413,5 +424,6 @@ void heap_fork_parent(void) {
 void heap_fork_child(void) {
   segment_cache_reset_lock();
   pthread_mutex_init(&registry_lock, NULL);
-  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) pthread_mutex_init(&h->segments_lock, NULL);
+  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) pthread_mutex_init(&h->lock, NULL);
+  purge_fork_child();
 }

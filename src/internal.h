@@ -181,7 +181,7 @@ typedef struct gl_heap_s {
   uint64_t next_purge_ms;        /* earliest purge_at on `purge` */
   uint64_t rng;                  /* page keys */
   uint64_t next_collect_ms;      /* next full collection of remote frees */
-  pthread_mutex_t segments_lock; /* guards segments[] for walkers (stats); owner-only otherwise */
+  pthread_mutex_t lock;          /* segments, masks, purge queue: see segment.c */
   uint32_t slow_calls;
   int state;                     /* gl_heap_state_t */
   struct gl_heap_s *all_next;       /* every heap ever made (never freed) */
@@ -199,6 +199,7 @@ typedef struct gl_options_s {
   long segment_cache;  /* freed segments kept for reuse */
   long stats_at_exit;  /* 1: text, 2: JSON on stderr at exit */
   long verbose;
+  long purge_thread;   /* 1: a background thread purges while the program is idle */
 } gl_options_t;
 
 extern GL_HIDDEN gl_options_t gl_options;
@@ -264,6 +265,8 @@ GL_HIDDEN gl_page_t *segment_page_alloc(gl_heap_t *heap, gl_kind_t kind, bool *i
 GL_HIDDEN void segment_page_free(gl_heap_t *heap, gl_page_t *page);
 GL_HIDDEN void segment_purge_page_now(gl_heap_t *heap, gl_page_t *page);
 GL_HIDDEN void segment_purge_due(gl_heap_t *heap, uint64_t now, bool force);
+GL_HIDDEN bool segment_purge_try(gl_heap_t *heap, uint64_t now);
+GL_HIDDEN size_t segment_cache_dirty_bytes(void);
 GL_HIDDEN gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero);
 GL_HIDDEN void segment_large_free(gl_segment_t *seg);
 GL_HIDDEN void segment_cache_collect(uint64_t now, bool force);
@@ -289,6 +292,7 @@ GL_HIDDEN void heap_block_freed_last(void *p);
 GL_HIDDEN void heap_page_unfull(gl_heap_t *heap, gl_page_t *page);
 GL_HIDDEN void heap_collect(gl_heap_t *heap, bool force);
 GL_HIDDEN void heap_collect_abandoned(bool force);
+GL_HIDDEN uint64_t heap_abandoned_next_ms(void);
 GL_HIDDEN void heap_fork_prepare(void);
 GL_HIDDEN void heap_fork_parent(void);
 GL_HIDDEN void heap_fork_child(void);
@@ -308,6 +312,10 @@ GL_HIDDEN gl_page_t *alloc_check_owned(const void *p, const char *what, void **b
 GL_HIDDEN void *large_alloc(size_t size, size_t alignment, bool zero);
 GL_HIDDEN void large_free(gl_segment_t *seg, void *p, const char *what);
 GL_HIDDEN void *large_realloc(gl_segment_t *seg, void *p, size_t size);
+
+/* ---- purge.c ---- */
+GL_HIDDEN void purge_notify(size_t dirty_bytes);
+GL_HIDDEN void purge_fork_child(void);
 
 /* ---- aligned.c ---- */
 GL_HIDDEN void *aligned_alloc_impl(size_t alignment, size_t size, bool zero);

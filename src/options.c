@@ -17,6 +17,7 @@ gl_options_t gl_options = {
     .segment_cache = 32,
     .stats_at_exit = 0,
     .verbose = 0,
+    .purge_thread = 1,
 };
 
 typedef struct option_desc_s {
@@ -33,6 +34,7 @@ static const option_desc_t option_table[] = {
     {"segment_cache", "GALLEON_SEGMENT_CACHE", &gl_options.segment_cache, 0, 4096},
     {"stats_at_exit", "GALLEON_STATS_AT_EXIT", &gl_options.stats_at_exit, 0, 2},
     {"verbose", "GALLEON_VERBOSE", &gl_options.verbose, 0, 1},
+    {"purge_thread", "GALLEON_PURGE_THREAD", &gl_options.purge_thread, 0, 1},
 };
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
 

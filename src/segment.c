@@ -1,6 +1,9 @@
 /* segment.c: aligned regions, page descriptors, the segment map, the segment cache.
  *
- * Lock order: heap registry lock (heap.c) -> heap->segments_lock -> cache_lock.
+ * Lock order: heap registry lock (heap.c) -> heap->lock -> cache_lock.
+ * heap->lock guards a heap's segments, their page masks and the purge queue: the
+ * owner takes it when a page enters or leaves use (not per block), the purger
+ * thread and stats walkers take it to look at a heap they do not own.
  * cache_lock guards the segment cache (freed segments kept for reuse); nothing on a
  * malloc or free fast path takes it.
  *
@@ -85,7 +88,7 @@ static void cache_unlink(gl_segment_t *seg) {
   seg->next = seg->prev = NULL;
   seg->cached = 0;
   cache_count--;
-  if (seg->cache_dirty) cache_dirty_bytes -= seg->mapped_size;
+  if (seg->cache_dirty == 1) __atomic_store_n(&cache_dirty_bytes, cache_dirty_bytes - seg->mapped_size, __ATOMIC_RELAXED);
   gl_counter_sub(&gl_counters.segments_cached, 1);
 }
 
@@ -96,11 +99,11 @@ static uint64_t cache_unmap_delay_ms(void) {
 
 /* Purge a cached segment, keeping its first OS page: it holds the cache links. */
 static void cache_purge_entry(gl_segment_t *seg) {
-  if (!seg->cache_dirty) return;
+  if (seg->cache_dirty != 1) return;
   size_t keep = os_page_size();
   bool zero = os_purge((uint8_t *)seg + keep, seg->mapped_size - keep);
   seg->cache_dirty = zero ? 0 : 2; /* 2: purged, but reads may not be zero (MADV_FREE) */
-  cache_dirty_bytes -= seg->mapped_size;
+  __atomic_store_n(&cache_dirty_bytes, cache_dirty_bytes - seg->mapped_size, __ATOMIC_RELAXED);
 }
 
 /* Takes a cached segment of at least `size` bytes (exactly, when exact), or NULL. */
@@ -176,7 +179,7 @@ static void segment_cache_put(gl_segment_t *seg, bool dirty) {
     cache_count++;
     gl_counter_add(&gl_counters.segments_cached, 1);
     if (dirty) {
-      cache_dirty_bytes += seg->mapped_size;
+      __atomic_store_n(&cache_dirty_bytes, cache_dirty_bytes + seg->mapped_size, __ATOMIC_RELAXED);
       /* Keep the resident memory parked in the cache bounded: past the budget the
        * segment is purged now instead of after the delay. */
       if (cache_dirty_bytes > (size_t)gl_options.retain_bytes * 8 || gl_options.purge_delay_ms == 0)
@@ -239,11 +242,9 @@ static gl_segment_t *segment_new_pages(gl_heap_t *heap, gl_kind_t kind) {
   }
   segment_map_set(seg, GL_SEGMENT_SIZE, kind == GL_KIND_SMALL ? GL_SEGMAP_SMALL : GL_SEGMAP_MEDIUM);
 
-  pthread_mutex_lock(&heap->segments_lock);
   seg->next = heap->segments[kind];
   if (seg->next) seg->next->prev = seg;
   heap->segments[kind] = seg;
-  pthread_mutex_unlock(&heap->segments_lock);
   gl_counter_add(&heap->stat_segments, 1);
   avail_push(heap, seg);
   return seg;
@@ -253,10 +254,8 @@ static gl_segment_t *segment_new_pages(gl_heap_t *heap, gl_kind_t kind) {
 static void segment_release(gl_heap_t *heap, gl_segment_t *seg) {
   gl_assert(seg->used_pages == 0 && seg->dirty_mask == 0);
   if (seg->in_avail) avail_remove(heap, seg);
-  pthread_mutex_lock(&heap->segments_lock);
   if (seg->prev) seg->prev->next = seg->next; else heap->segments[seg->kind] = seg->next;
   if (seg->next) seg->next->prev = seg->prev;
-  pthread_mutex_unlock(&heap->segments_lock);
   seg->next = seg->prev = NULL;
   seg->heap = NULL;
   gl_counter_sub(&heap->stat_segments, 1);
@@ -280,14 +279,18 @@ static void purge_queue_remove(gl_heap_t *heap, gl_page_t *page) {
   if (page->prev) page->prev->next = page->next; else heap->purge.first = page->next;
   if (page->next) page->next->prev = page->prev; else heap->purge.last = page->prev;
   page->next = page->prev = NULL;
-  heap->dirty_bytes -= page_area(page);
+  __atomic_store_n(&heap->dirty_bytes, heap->dirty_bytes - page_area(page), __ATOMIC_RELAXED);
 }
 
 gl_page_t *segment_page_alloc(gl_heap_t *heap, gl_kind_t kind, bool *is_zero) {
+  pthread_mutex_lock(&heap->lock);
   gl_segment_t *seg = heap->avail[kind];
   if (seg == NULL) {
     seg = segment_new_pages(heap, kind);
-    if (seg == NULL) return NULL;
+    if (seg == NULL) {
+      pthread_mutex_unlock(&heap->lock);
+      return NULL;
+    }
   }
   gl_assert(seg->free_mask != 0);
   /* A dirty page first: it is resident already, a clean one would fault in. */
@@ -306,6 +309,7 @@ gl_page_t *segment_page_alloc(gl_heap_t *heap, gl_kind_t kind, bool *is_zero) {
   if (seg->free_mask == 0) avail_remove(heap, seg);
   page->state = GL_PAGE_IN_USE;
   gl_counter_add(&heap->stat_pages_in_use, 1);
+  pthread_mutex_unlock(&heap->lock);
   return page;
 }
 
@@ -313,6 +317,7 @@ void segment_page_free(gl_heap_t *heap, gl_page_t *page) {
   gl_segment_t *seg = gl_segment_of(page);
   uint64_t bit = (uint64_t)1 << page->index;
   gl_assert(page->state == GL_PAGE_IN_USE && page->used == 0);
+  pthread_mutex_lock(&heap->lock);
   page->heap = NULL;
   page->fast_owner = NULL;
   page->free = NULL;
@@ -325,13 +330,15 @@ void segment_page_free(gl_heap_t *heap, gl_page_t *page) {
   page->prev = heap->purge.last;
   if (heap->purge.last) heap->purge.last->next = page; else heap->purge.first = page;
   heap->purge.last = page;
-  heap->dirty_bytes += page_area(page);
-  if (page->purge_at < heap->next_purge_ms) heap->next_purge_ms = page->purge_at;
+  __atomic_store_n(&heap->dirty_bytes, heap->dirty_bytes + page_area(page), __ATOMIC_RELAXED);
+  if (page->purge_at < heap->next_purge_ms)
+    __atomic_store_n(&heap->next_purge_ms, page->purge_at, __ATOMIC_RELAXED);
   seg->free_mask |= bit;
   seg->dirty_mask |= bit;
   seg->used_pages--;
   gl_counter_sub(&heap->stat_pages_in_use, 1);
   if (!seg->in_avail) avail_push(heap, seg);
+  pthread_mutex_unlock(&heap->lock);
 }
 
 /* Purges every dirty page of seg, one madvise per run of adjacent pages. */
@@ -355,7 +362,7 @@ static void segment_purge_dirty(gl_heap_t *heap, gl_segment_t *seg) {
   seg->dirty_mask = 0;
 }
 
-void segment_purge_due(gl_heap_t *heap, uint64_t now, bool force) {
+static void purge_due_locked(gl_heap_t *heap, uint64_t now, bool force) {
   gl_page_t *page;
   while ((page = heap->purge.first) != NULL &&
          (force || page->purge_at <= now || heap->dirty_bytes > (size_t)gl_options.retain_bytes)) {
@@ -363,8 +370,24 @@ void segment_purge_due(gl_heap_t *heap, uint64_t now, bool force) {
     segment_purge_dirty(heap, seg);
     if (seg->used_pages == 0) segment_release(heap, seg);
   }
-  heap->next_purge_ms = page ? page->purge_at : UINT64_MAX;
+  __atomic_store_n(&heap->next_purge_ms, page ? page->purge_at : UINT64_MAX, __ATOMIC_RELAXED);
 }
+
+void segment_purge_due(gl_heap_t *heap, uint64_t now, bool force) {
+  pthread_mutex_lock(&heap->lock);
+  purge_due_locked(heap, now, force);
+  pthread_mutex_unlock(&heap->lock);
+}
+
+/* For the purger thread: never waits for a heap's owner. */
+bool segment_purge_try(gl_heap_t *heap, uint64_t now) {
+  if (pthread_mutex_trylock(&heap->lock) != 0) return false;
+  purge_due_locked(heap, now, false);
+  pthread_mutex_unlock(&heap->lock);
+  return true;
+}
+
+size_t segment_cache_dirty_bytes(void) { return __atomic_load_n(&cache_dirty_bytes, __ATOMIC_RELAXED); }
 
 /* ---- Large segments: one block each, owned by no heap ---- */
 
@@ -416,6 +439,7 @@ void segment_large_free(gl_segment_t *seg) {
   }
   segment_cache_put(seg, true);
   segment_cache_collect(os_clock_ms(), false);
+  purge_notify(segment_cache_dirty_bytes());
 }
 
 void segment_cache_stats(size_t *count, size_t *bytes, size_t *dirty_bytes) {

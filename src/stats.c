@@ -2,7 +2,7 @@
  *
  * Counters of rare events are process-wide relaxed atomics.  What is in use is not
  * counted on the fast paths: it is read off the page descriptors, walking every
- * heap's segments under that heap's segments_lock (which keeps the segments
+ * heap's segments under that heap's lock (which keeps the segments
  * mapped).  The numbers of other threads' pages are read while those threads run,
  * so they are a snapshot, not an exact cut.  Nothing here allocates.
  */
@@ -22,7 +22,7 @@ typedef struct walk_s {
 static void walk_heaps(walk_t *w) {
   memset(w, 0, sizeof *w);
   for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) {
-    pthread_mutex_lock(&h->segments_lock);
+    pthread_mutex_lock(&h->lock);
     for (int kind = 0; kind < 2; kind++) {
       for (gl_segment_t *seg = h->segments[kind]; seg; seg = seg->next) {
         w->segment_bytes += seg->mapped_size;
@@ -46,7 +46,7 @@ static void walk_heaps(walk_t *w) {
         }
       }
     }
-    pthread_mutex_unlock(&h->segments_lock);
+    pthread_mutex_unlock(&h->lock);
   }
 }
 
