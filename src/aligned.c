@@ -38,7 +38,8 @@ void *aligned_alloc_impl(size_t alignment, size_t size, bool zero) {
     uint8_t *aligned = (uint8_t *)(((uintptr_t)p + alignment - 1) & ~(uintptr_t)(alignment - 1));
     if (aligned != p) {
       gl_page_t *page = gl_page_of(gl_segment_of(p), p);
-      page->has_aligned = 1;
+      if (!__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED))
+        __atomic_store_n(&page->has_aligned, 1, __ATOMIC_RELAXED);
     }
     return aligned;
   }

@@ -52,7 +52,7 @@ gl_page_t *alloc_check_owned(const void *p, const char *what, void **block_out) 
     gl_page_t *page = gl_page_of(seg, p);
     void *block = alloc_block_start(page, p);
     if (block == NULL) gl_fatal(what, p, ": not allocated by galleon", NULL);
-    if (block != p && !page->has_aligned)
+    if (block != p && !__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED))
       gl_fatal(what, p, ": interior pointer of the block at ", block);
     *block_out = block;
     return page;

@@ -48,7 +48,8 @@ GL_INLINE void alloc_free_fast(void *p) {
     uint64_t magic = page->div_magic;
     /* Local owner, not on the full list; offset inside the blocks area and a
      * multiple of the block size (Lemire: n % d == 0 <=> n * ceil(2^64/d) < ceil(2^64/d)). */
-    if (gl_likely(page->fast_owner == gl_tls_heap && offset < page->area_size &&
+    if (gl_likely(__atomic_load_n(&page->fast_owner, __ATOMIC_RELAXED) == gl_tls_heap &&
+                  offset < page->area_size &&
                   offset * magic < magic)) {
       uintptr_t mark = page->key;
       if (gl_unlikely(block->freed_mark == mark)) alloc_free_double(p);

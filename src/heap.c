@@ -148,7 +148,7 @@ static bool heap_page_to_full(gl_heap_t *heap, gl_page_t *page) {
   class_queue_remove(heap, page);
   kept_clear(heap, page);
   page->in_full = 1;
-  page->fast_owner = NULL;
+  __atomic_store_n(&page->fast_owner, NULL, __ATOMIC_RELAXED);
   queue_push_back(&heap->full, page);
   return true;
 }
@@ -157,7 +157,7 @@ void heap_page_unfull(gl_heap_t *heap, gl_page_t *page) {
   if (!page->in_full) return;
   queue_remove(&heap->full, page);
   page->in_full = 0;
-  page->fast_owner = heap;
+  __atomic_store_n(&page->fast_owner, heap, __ATOMIC_RELAXED);
   thread_free_state_change(page, GL_TF_FULL, GL_TF_NORMAL);
   gl_page_queue_t *q = &heap->queues[page->class_idx];
   queue_push_back(q, page);

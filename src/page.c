@@ -39,7 +39,7 @@ void page_init(gl_heap_t *heap, gl_page_t *page, uint8_t class_idx, bool mem_is_
   page->used = 0;
   page->capacity = 0;
   page->heap = heap;
-  page->fast_owner = heap;
+  __atomic_store_n(&page->fast_owner, heap, __ATOMIC_RELAXED);
   page->div_magic = UINT64_MAX / bs + 1;
   page->area_size = (uint32_t)(reserved * bs);
   page->in_full = 0;

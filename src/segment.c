@@ -319,7 +319,7 @@ void segment_page_free(gl_heap_t *heap, gl_page_t *page) {
   gl_assert(page->state == GL_PAGE_IN_USE && page->used == 0);
   pthread_mutex_lock(&heap->lock);
   page->heap = NULL;
-  page->fast_owner = NULL;
+  __atomic_store_n(&page->fast_owner, NULL, __ATOMIC_RELAXED);
   page->free = NULL;
   page->local_free = NULL;
   page->area_size = 0;
