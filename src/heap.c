@@ -407,23 +407,27 @@ static void heap_thread_done(void *value) {
 }
 
 /* ---- fork ----
- * Before fork every global lock is taken, so the child finds them in a known state.
- * Heaps of threads that do not exist in the child are left alone: a thread may have
- * been in the middle of a fast path, so their lists are not trusted; their blocks
- * stay valid and may be freed (as remote frees) by the child. */
+ * Before fork every global lock and every heap's lock is taken (in lock order), so
+ * no thread -- the purger included -- is half-way through a segment, cache or
+ * registry change, and the child finds all of them consistent.  Heaps of threads
+ * that do not exist in the child are left alone: their owner may have been in the
+ * middle of a fast path, so their page lists are not trusted; their blocks stay
+ * valid and may be freed (as remote frees) by the child. */
 void heap_fork_prepare(void) {
   pthread_mutex_lock(&registry_lock);
+  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) pthread_mutex_lock(&h->lock);
   segment_cache_lock();
 }
 
 void heap_fork_parent(void) {
   segment_cache_unlock();
+  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) pthread_mutex_unlock(&h->lock);
   pthread_mutex_unlock(&registry_lock);
 }
 
 void heap_fork_child(void) {
   segment_cache_reset_lock();
-  pthread_mutex_init(&registry_lock, NULL);
   for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) pthread_mutex_init(&h->lock, NULL);
+  pthread_mutex_init(&registry_lock, NULL);
   purge_fork_child();
 }
