@@ -19,14 +19,12 @@ void *alloc_calloc(size_t count, size_t size) {
   }
   gl_heap_t *heap = gl_tls_heap;
   if (gl_likely(total <= GL_DIRECT_MAX)) {
-    gl_page_t *page = heap->direct[(total + 15) >> 4];
-    gl_block_t *block = page->free;
+    gl_page_t *page;
+    gl_block_t *block = alloc_direct_pop(heap, total, &page);
     if (gl_likely(block != NULL)) {
-      page->free = block->next;
-      page->used++;
+      /* Blocks carved from kernel-zeroed memory need only their link cleared. */
       if (page->free_is_zero) block->next = NULL;
       else memset(block, 0, total);
-      block->freed_mark = 0;
       return block;
     }
   }

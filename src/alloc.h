@@ -19,16 +19,24 @@
 
 GL_HIDDEN void alloc_free_double(void *p) __attribute__((noreturn, cold));
 
+/* Pops a block of `size` (<= GL_DIRECT_MAX) from the heap's direct page, or NULL. */
+GL_INLINE gl_block_t *alloc_direct_pop(gl_heap_t *heap, size_t size, gl_page_t **page_out) {
+  gl_page_t *page = heap->direct[(size + 15) >> 4];
+  gl_block_t *block = page->free;
+  if (gl_likely(block != NULL)) {
+    page->free = block->next;
+    page->used++;
+    block->freed_mark = 0;
+  }
+  *page_out = page;
+  return block;
+}
+
 GL_INLINE void *alloc_malloc_fast(size_t size) {
   if (gl_likely(size <= GL_DIRECT_MAX)) {
-    gl_page_t *page = gl_tls_heap->direct[(size + 15) >> 4];
-    gl_block_t *block = page->free;
-    if (gl_likely(block != NULL)) {
-      page->free = block->next;
-      page->used++;
-      block->freed_mark = 0;
-      return block;
-    }
+    gl_page_t *page;
+    gl_block_t *block = alloc_direct_pop(gl_tls_heap, size, &page);
+    if (gl_likely(block != NULL)) return block;
   }
   return heap_malloc_generic(size, gl_tls_heap, false);
 }
