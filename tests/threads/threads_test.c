@@ -1,0 +1,369 @@
+/* threads_test.c: allocation from many threads, cross-thread frees, blocks that
+ * outlive the thread that allocated them, many short-lived threads.
+ * Every block carries a pattern derived from its address and size, checked by the
+ * thread that frees it. */
+#define _GNU_SOURCE 1
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "../test_util.h"
+
+#define SCALED(n) ((n) / TEST_SCALE_DIV > 0 ? (n) / TEST_SCALE_DIV : 1)
+
+/* Random size: mostly small, some medium up to 64 KiB, rarely large. */
+static size_t random_size(uint64_t *rng) {
+  uint64_t r = rng_next(rng) % 1000;
+  if (r < 700) return rng_range(rng, 1, 256);
+  if (r < 950) return rng_range(rng, 257, 8 * KiB);
+  if (r < 998) return rng_range(rng, 8 * KiB + 1, 64 * KiB);
+  return rng_range(rng, 256 * KiB, 4 * MiB);
+}
+
+/* Allocate with one of the allocation functions, chosen at random; fill. */
+static void *alloc_block(uint64_t *rng, size_t n) {
+  void *p = NULL;
+  switch (rng_next(rng) % 8) {
+    case 0: {
+      p = calloc(1, n);
+      CHECK(p != NULL);
+      CHECKF(all_bytes_are(p, n, 0), "calloc(%zu) not zeroed", n);
+      break;
+    }
+    case 1: {
+      size_t al = (size_t)16 << (rng_next(rng) % 9);
+      CHECK(posix_memalign(&p, al, n) == 0);
+      CHECK(((uintptr_t)p & (al - 1)) == 0);
+      break;
+    }
+    case 2: {
+      /* grow from a smaller block */
+      p = malloc(n / 2 + 1);
+      CHECK(p != NULL);
+      p = realloc(p, n);
+      break;
+    }
+    default: p = malloc(n); break;
+  }
+  CHECKF(p != NULL, "allocation of %zu failed", n);
+  pattern_fill(p, n);
+  return p;
+}
+
+static void free_block(void *p, size_t n) {
+  CHECK_PATTERN(p, n);
+  free(p);
+}
+
+/* ================= 1. producer / consumer ================= */
+typedef struct {
+  void *p;
+  size_t n;
+} item_t;
+
+#define QCAP 4096
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t not_empty, not_full;
+  item_t buf[QCAP];
+  size_t head, count;
+  int producers_left;
+} Q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, {{0, 0}}, 0, 0, 0};
+
+static void q_push(item_t it) {
+  pthread_mutex_lock(&Q.mu);
+  while (Q.count == QCAP) pthread_cond_wait(&Q.not_full, &Q.mu);
+  Q.buf[(Q.head + Q.count) % QCAP] = it;
+  Q.count++;
+  pthread_cond_signal(&Q.not_empty);
+  pthread_mutex_unlock(&Q.mu);
+}
+
+/* Returns false when every producer is done and the queue is empty. */
+static bool q_pop(item_t *it) {
+  pthread_mutex_lock(&Q.mu);
+  while (Q.count == 0 && Q.producers_left > 0) pthread_cond_wait(&Q.not_empty, &Q.mu);
+  if (Q.count == 0) {
+    pthread_mutex_unlock(&Q.mu);
+    return false;
+  }
+  *it = Q.buf[Q.head];
+  Q.head = (Q.head + 1) % QCAP;
+  Q.count--;
+  pthread_cond_signal(&Q.not_full);
+  pthread_mutex_unlock(&Q.mu);
+  return true;
+}
+
+static atomic_size_t consumed;
+
+static void *producer(void *arg) {
+  uint64_t rng = (uint64_t)(uintptr_t)arg * 1000003;
+  size_t items = SCALED(60000);
+  for (size_t i = 0; i < items; i++) {
+    size_t n = random_size(&rng);
+    item_t it = {alloc_block(&rng, n), n};
+    q_push(it);
+    /* Some local churn as well. */
+    if (i % 16 == 0) {
+      size_t m = random_size(&rng);
+      void *t = alloc_block(&rng, m);
+      free_block(t, m);
+    }
+  }
+  pthread_mutex_lock(&Q.mu);
+  Q.producers_left--;
+  pthread_cond_broadcast(&Q.not_empty);
+  pthread_mutex_unlock(&Q.mu);
+  return NULL;
+}
+
+static void *consumer(void *arg) {
+  uint64_t rng = (uint64_t)(uintptr_t)arg * 7919;
+  item_t it;
+  size_t local = 0;
+  while (q_pop(&it)) {
+    /* Sometimes reallocate the received block before freeing it. */
+    if (rng_next(&rng) % 8 == 0) {
+      CHECK_PATTERN(it.p, it.n);
+      size_t m = random_size(&rng);
+      void *q = realloc(it.p, m);
+      CHECK(q != NULL);
+      size_t keep = m < it.n ? m : it.n;
+      long bad = pattern_check_seed(q, keep, tu_seed(it.p, it.n));
+      CHECKF(bad < 0, "cross-thread realloc %zu -> %zu lost data at %ld", it.n, m, bad);
+      pattern_fill(q, m);
+      it.p = q;
+      it.n = m;
+    }
+    free_block(it.p, it.n);
+    local++;
+  }
+  atomic_fetch_add(&consumed, local);
+  return NULL;
+}
+
+static void test_producer_consumer(void) {
+  enum { P = 3, C = 3 };
+  pthread_t pt[P], ct[C];
+  Q.producers_left = P;
+  atomic_store(&consumed, 0);
+  for (int i = 0; i < C; i++) CHECK(pthread_create(&ct[i], NULL, consumer, (void *)(uintptr_t)(i + 1)) == 0);
+  for (int i = 0; i < P; i++) CHECK(pthread_create(&pt[i], NULL, producer, (void *)(uintptr_t)(i + 1)) == 0);
+  for (int i = 0; i < P; i++) pthread_join(pt[i], NULL);
+  for (int i = 0; i < C; i++) pthread_join(ct[i], NULL);
+  CHECK(atomic_load(&consumed) == (size_t)P * SCALED(60000));
+}
+
+/* ================= 2. blocks that outlive their thread ================= */
+#define ORPHANS_PER_THREAD 3000
+#define ORPHAN_THREADS 8
+static item_t orphans[ORPHAN_THREADS][ORPHANS_PER_THREAD];
+
+static void *orphan_maker(void *arg) {
+  uintptr_t t = (uintptr_t)arg;
+  uint64_t rng = t * 31337 + 1;
+  size_t n_items = SCALED(ORPHANS_PER_THREAD);
+  for (size_t i = 0; i < n_items; i++) {
+    size_t n = random_size(&rng);
+    orphans[t][i].p = alloc_block(&rng, n);
+    orphans[t][i].n = n;
+    /* Free a few of our own to make partially used pages. */
+    if (i % 5 == 4) {
+      free_block(orphans[t][i - 2].p, orphans[t][i - 2].n);
+      orphans[t][i - 2].p = NULL;
+    }
+  }
+  return NULL; /* exits holding live blocks */
+}
+
+typedef struct {
+  int first, step;
+  uint64_t seed;
+} reaper_arg_t;
+
+static void *orphan_reaper(void *argp) {
+  reaper_arg_t *a = argp;
+  uint64_t rng = a->seed;
+  size_t n_items = SCALED(ORPHANS_PER_THREAD);
+  /* Allocate while freeing, so freed memory of dead threads gets reused. */
+  void *mine[64] = {0};
+  size_t mine_n[64] = {0};
+  for (int t = a->first; t < ORPHAN_THREADS; t += a->step)
+    for (size_t i = 0; i < n_items; i++) {
+      if (orphans[t][i].p) {
+        free_block(orphans[t][i].p, orphans[t][i].n);
+        orphans[t][i].p = NULL;
+      }
+      int k = (int)(rng_next(&rng) % 64);
+      if (mine[k]) free_block(mine[k], mine_n[k]);
+      mine_n[k] = random_size(&rng);
+      mine[k] = alloc_block(&rng, mine_n[k]);
+    }
+  for (int k = 0; k < 64; k++)
+    if (mine[k]) free_block(mine[k], mine_n[k]);
+  return NULL;
+}
+
+static void test_orphans(void) {
+  for (int round = 0; round < 4; round++) {
+    pthread_t th[ORPHAN_THREADS];
+    for (int t = 0; t < ORPHAN_THREADS; t++)
+      CHECK(pthread_create(&th[t], NULL, orphan_maker, (void *)(uintptr_t)t) == 0);
+    for (int t = 0; t < ORPHAN_THREADS; t++) pthread_join(th[t], NULL);
+    /* Half the rounds: the main thread frees; otherwise new threads do. */
+    if (round % 2 == 0) {
+      reaper_arg_t a = {0, 1, 99};
+      orphan_reaper(&a);
+    } else {
+      pthread_t r[3];
+      reaper_arg_t a[3];
+      for (int i = 0; i < 3; i++) {
+        a[i].first = i;
+        a[i].step = 3;
+        a[i].seed = (uint64_t)round * 10 + (uint64_t)i;
+        CHECK(pthread_create(&r[i], NULL, orphan_reaper, &a[i]) == 0);
+      }
+      for (int i = 0; i < 3; i++) pthread_join(r[i], NULL);
+    }
+  }
+}
+
+/* ================= 3. many short-lived threads ================= */
+#define POOL 256
+static _Atomic(void *) pool[POOL];
+static atomic_int threads_done;
+
+static void *short_lived(void *arg) {
+  uint64_t rng = (uint64_t)(uintptr_t)arg * 2654435761u + 3;
+  enum { K = 48 };
+  void *b[K];
+  size_t bn[K];
+  for (int i = 0; i < K; i++) {
+    bn[i] = (i == 0 && (uintptr_t)arg % 50 == 0) ? rng_range(&rng, 256 * KiB, 2 * MiB)
+                                                   : rng_range(&rng, 1, 4 * KiB);
+    b[i] = alloc_block(&rng, bn[i]);
+  }
+  for (int i = 0; i < K; i += 2) free_block(b[i], bn[i]);
+  /* Hand a few blocks to a shared pool; take over whatever was there (allocated
+   * by threads that are probably dead now). */
+  for (int i = 1; i < K; i += 2) {
+    if (i % 8 == 1) {
+      int slot = (int)(rng_next(&rng) % POOL);
+      void *old = atomic_exchange(&pool[slot], NULL);
+      if (old) {
+        size_t on = *(size_t *)old;
+        CHECK_PATTERN((char *)old + sizeof(size_t), on);
+        free(old);
+      }
+      void *h = malloc(sizeof(size_t) + bn[i]);
+      CHECK(h != NULL);
+      *(size_t *)h = bn[i];
+      /* The pattern is keyed by the copy's address and size. */
+      pattern_fill((char *)h + sizeof(size_t), bn[i]);
+      void *prev = NULL;
+      if (!atomic_compare_exchange_strong(&pool[slot], &prev, h)) {
+        CHECK_PATTERN((char *)h + sizeof(size_t), bn[i]);
+        free(h);
+      }
+    }
+    free_block(b[i], bn[i]);
+  }
+  atomic_fetch_add(&threads_done, 1);
+  return NULL;
+}
+
+static void test_short_lived(void) {
+  int total = SCALED(2000), wave = 40;
+  atomic_store(&threads_done, 0);
+  for (int base = 0; base < total; base += wave) {
+    pthread_t th[40];
+    int n = total - base < wave ? total - base : wave;
+    for (int i = 0; i < n; i++) {
+      int rc = pthread_create(&th[i], NULL, short_lived, (void *)(uintptr_t)(base + i + 1));
+      CHECKF(rc == 0, "pthread_create: %s", strerror(rc));
+    }
+    for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
+  }
+  CHECK(atomic_load(&threads_done) == total);
+  for (int i = 0; i < POOL; i++) {
+    void *h = atomic_exchange(&pool[i], NULL);
+    if (h) {
+      CHECK_PATTERN((char *)h + sizeof(size_t), *(size_t *)h);
+      free(h);
+    }
+  }
+}
+
+/* ================= 4. concurrent churn, random sizes, some large ============ */
+static void *churn(void *arg) {
+  uint64_t rng = (uint64_t)(uintptr_t)arg * 6364136223846793005ULL + 1;
+  enum { SLOTS = 2000 };
+  void **p = calloc(SLOTS, sizeof *p);
+  size_t *n = calloc(SLOTS, sizeof *n);
+  CHECK(p && n);
+  size_t ops = SCALED(150000);
+  for (size_t i = 0; i < ops; i++) {
+    size_t k = rng_next(&rng) % SLOTS;
+    if (p[k]) {
+      if (rng_next(&rng) % 4 == 0) {
+        size_t m = random_size(&rng);
+        CHECK_PATTERN(p[k], n[k]);
+        void *q = realloc(p[k], m);
+        CHECK(q != NULL);
+        size_t keep = m < n[k] ? m : n[k];
+        CHECK(pattern_check_seed(q, keep, tu_seed(p[k], n[k])) < 0);
+        pattern_fill(q, m);
+        p[k] = q;
+        n[k] = m;
+        continue;
+      }
+      free_block(p[k], n[k]);
+      p[k] = NULL;
+    } else {
+      n[k] = random_size(&rng);
+      p[k] = alloc_block(&rng, n[k]);
+    }
+  }
+  for (size_t k = 0; k < SLOTS; k++)
+    if (p[k]) free_block(p[k], n[k]);
+  free(p);
+  free(n);
+  return NULL;
+}
+
+static void test_churn(void) {
+  enum { T = 4 };
+  pthread_t th[T];
+  for (int i = 0; i < T; i++) CHECK(pthread_create(&th[i], NULL, churn, (void *)(uintptr_t)(i + 1)) == 0);
+  for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IOLBF, 0); /* keep output that precedes a failure */
+  struct {
+    const char *name;
+    void (*fn)(void);
+  } tests[] = {{"producer_consumer", test_producer_consumer},
+               {"orphans", test_orphans},
+               {"short_lived", test_short_lived},
+               {"churn", test_churn}};
+  double t_all = now_s();
+  for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+    double t0 = now_s();
+    tests[i].fn();
+    printf("threads/%s: ok (%.2f s)\n", tests[i].name, now_s() - t0);
+    fflush(stdout);
+  }
+#if !defined(TEST_PRELOAD)
+  galleon_collect();
+  galleon_stats_t s;
+  galleon_stats_get(&s);
+  printf("after collect: in_use %zu, mapped %zu, committed %zu, heaps %zu, abandoned %zu\n",
+         s.in_use, s.mapped, s.committed, s.heaps, s.heaps_abandoned);
+  /* Everything the tests allocated was freed: what is left in use is small. */
+  CHECKF(s.in_use < 16 * MiB, "in_use %zu after all blocks were freed", s.in_use);
+#endif
+  printf("threads tests passed in %.2f s\n", now_s() - t_all);
+  return 0;
+}
