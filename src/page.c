@@ -116,8 +116,10 @@ void page_free_remote(gl_page_t *page, gl_block_t *block) {
     uintptr_t state = old & GL_TF_STATE;
     block->next = (gl_block_t *)(old & ~GL_TF_STATE);
     desired = addr | (state == GL_TF_FULL ? GL_TF_NOTIFIED : state);
+    /* acq_rel: the block's contents are published to the owner (release), and if we
+     * take the FULL -> NOTIFIED step we see the owner's last use of notify_next. */
   } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, desired,
-                                                  memory_order_release, memory_order_relaxed));
+                                                  memory_order_acq_rel, memory_order_relaxed));
   if ((old & GL_TF_STATE) == GL_TF_FULL) {
     /* NOTIFIED pins the page to its heap until the owner pops it from the stack. */
     gl_heap_t *heap = page->heap;
