@@ -34,7 +34,7 @@ test-asan:
 test-tsan:
 	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGALLEON_SANITIZE=thread
 	$(CMAKE) --build build-tsan -j $(JOBS)
-	cd build-tsan && ctest $(CTEST_FLAGS) -j $(JOBS) -L threads
+	cd build-tsan && ctest $(CTEST_FLAGS) -j $(JOBS)
 
 test: test-normal test-debug test-asan test-tsan
 
