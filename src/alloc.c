@@ -93,9 +93,18 @@ void alloc_free_slow(void *p, const char *what) {
 }
 
 size_t alloc_usable_size(const void *p) {
-  if (p == NULL) return 0;
-  uint8_t v = gl_segmap_get((uintptr_t)p);
-  if (v == GL_SEGMAP_NONE) return 0;
+  uintptr_t addr = (uintptr_t)p;
+  uint8_t v = gl_segmap_get(addr);
+  if (v & GL_SEGMAP_PAGES_BIT) {
+    /* The common case, a block start: no division (programs such as redis call this
+     * on every allocation and free). */
+    gl_page_t *page = gl_page_of(gl_segment_of(p), p);
+    uint64_t offset = addr - (uintptr_t)page->start;
+    if (page->state == GL_PAGE_IN_USE && offset < page->area_size && offset * page->div_magic < page->div_magic)
+      return page->block_size;
+  } else if (v == GL_SEGMAP_NONE) {
+    return 0;
+  }
   void *start;
   gl_page_t *page = alloc_check_owned(p, "malloc_usable_size of", &start);
   if (page != NULL) return page->block_size - (size_t)((const uint8_t *)p - (uint8_t *)start);

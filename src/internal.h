@@ -269,6 +269,7 @@ GL_HIDDEN bool segment_purge_try(gl_heap_t *heap, uint64_t now);
 GL_HIDDEN size_t segment_cache_dirty_bytes(void);
 GL_HIDDEN gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero);
 GL_HIDDEN void segment_large_free(gl_segment_t *seg);
+GL_HIDDEN gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size);
 GL_HIDDEN void segment_cache_collect(uint64_t now, bool force);
 GL_HIDDEN void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t kind_value);
 GL_HIDDEN void segment_cache_lock(void);

@@ -44,18 +44,13 @@ void large_free(gl_segment_t *seg, void *p, const char *what) {
   segment_large_free(seg);
 }
 
-static void large_set_size(gl_segment_t *seg, size_t mapped) {
-  gl_counter_sub(&gl_counters.large_bytes, seg->mapped_size);
-  gl_counter_sub(&gl_counters.large_in_use_bytes, seg->large_usable);
-  gl_counter_sub(&gl_counters.mapped, seg->mapped_size);
-  seg->mapped_size = mapped;
-  seg->large_usable = mapped - seg->large_offset;
-  gl_counter_add(&gl_counters.large_bytes, mapped);
+/* Moves the large-block counters of seg from its old mapping size to its new one. */
+static void large_counters_resized(gl_segment_t *seg, size_t old_mapped, size_t old_usable) {
+  gl_counter_sub(&gl_counters.large_bytes, old_mapped);
+  gl_counter_sub(&gl_counters.large_in_use_bytes, old_usable);
+  seg->large_usable = seg->mapped_size - seg->large_offset;
+  gl_counter_add(&gl_counters.large_bytes, seg->mapped_size);
   gl_counter_add(&gl_counters.large_in_use_bytes, seg->large_usable);
-  gl_counter_add(&gl_counters.mapped, mapped);
-  size_t peak = gl_counter_get(&gl_counters.mapped_peak);
-  size_t now = gl_counter_get(&gl_counters.mapped);
-  if (now > peak) atomic_store_explicit(&gl_counters.mapped_peak, now, memory_order_relaxed);
 }
 
 /* Returns the new block or NULL (errno = ENOMEM, old block intact). */
@@ -63,47 +58,29 @@ void *large_realloc(gl_segment_t *seg, void *p, size_t size) {
   uint8_t *block = (uint8_t *)seg + seg->large_offset;
   size_t page = os_page_size();
   size_t needed = align_up(seg->large_offset + size, page);
-  size_t mapped = seg->mapped_size;
-  bool movable = seg->large_alignment <= GL_LARGE_OFFSET && size > GL_MEDIUM_MAX;
+  size_t mapped = seg->mapped_size, usable = seg->large_usable;
+  bool stays_large = size > GL_MEDIUM_MAX;
 
-  if (size > GL_MEDIUM_MAX && needed <= mapped) {
+  if (stays_large && needed <= mapped) {
     /* Shrink in place; give the tail back when it is worth a system call. */
     size_t spare = mapped - needed;
-    if (spare >= ((size_t)1 << 20) || spare > mapped / 4) {
-      segment_map_set(seg, mapped, GL_SEGMAP_NONE);
-      os_unmap((uint8_t *)seg + needed, spare);
-      large_set_size(seg, needed);
-      segment_map_set(seg, needed, GL_SEGMAP_LARGE);
-    }
+    if ((spare >= ((size_t)1 << 20) || spare > mapped / 4) && segment_resize(seg, needed) != NULL)
+      large_counters_resized(seg, mapped, usable);
     return p;
   }
-  if (movable) {
-    /* Grow: in place if the address space after it is free, else move the pages.
-     * Leave 1/8 headroom so growth in small steps does not remap every time. */
-    size_t target_size = align_up(needed + needed / 8, page);
-    if (target_size < needed) target_size = needed;
-    if (os_resize_in_place(seg, mapped, target_size)) {
-      large_set_size(seg, target_size);
-      segment_map_set(seg, target_size, GL_SEGMAP_LARGE);
-      return p;
-    }
-    void *target = os_reserve_aligned(target_size, GL_SEGMENT_SIZE);
-    if (target != NULL) {
-      segment_map_set(seg, mapped, GL_SEGMAP_NONE);
-      if (os_move(seg, mapped, target_size, target)) {
-        gl_segment_t *moved = target;
-        large_set_size(moved, target_size);
-        segment_map_set(moved, target_size, GL_SEGMAP_LARGE);
-        return (uint8_t *)moved + moved->large_offset;
-      }
-      segment_map_set(seg, mapped, GL_SEGMAP_LARGE);
-      os_unmap(target, target_size);
+  if (stays_large && seg->large_alignment <= GL_LARGE_OFFSET) {
+    /* Grow, leaving 1/8 headroom so growth in small steps does not remap each time. */
+    size_t target = align_up(needed + needed / 8, page);
+    gl_segment_t *moved = segment_resize(seg, target > needed ? target : needed);
+    if (moved != NULL) {
+      large_counters_resized(moved, mapped, usable);
+      return (uint8_t *)moved + moved->large_offset;
     }
   }
   /* Shrinking into a small or medium block, over-aligned blocks, or mremap failed. */
   void *fresh = alloc_malloc(size);
   if (fresh == NULL) return NULL;
-  size_t old_usable = seg->large_usable - (size_t)((uint8_t *)p - block);
+  size_t old_usable = usable - (size_t)((uint8_t *)p - block);
   memcpy(fresh, p, size < old_usable ? size : old_usable);
   large_free(seg, p, "invalid realloc of");
   return fresh;

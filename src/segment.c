@@ -92,6 +92,12 @@ static void cache_unlink(gl_segment_t *seg) {
   gl_counter_sub(&gl_counters.segments_cached, 1);
 }
 
+/* A freed segment is big: refaulting it costs far more than a page's worth, so it
+ * stays resident ten times longer than a freed page before it is purged. */
+static uint64_t cache_purge_delay_ms(void) {
+  return (uint64_t)gl_options.purge_delay_ms * 10;
+}
+
 static uint64_t cache_unmap_delay_ms(void) {
   long d = gl_options.purge_delay_ms * 50;
   return (uint64_t)(d < 1000 ? 1000 : d);
@@ -106,22 +112,41 @@ static void cache_purge_entry(gl_segment_t *seg) {
   __atomic_store_n(&cache_dirty_bytes, cache_dirty_bytes - seg->mapped_size, __ATOMIC_RELAXED);
 }
 
-/* Takes a cached segment of at least `size` bytes (exactly, when exact), or NULL. */
-static gl_segment_t *cache_take(size_t size, bool exact, bool *is_zero) {
-  gl_segment_t *best = NULL;
+/* Takes a cached segment of at least `size` bytes (exactly, when exact), or NULL.
+ * With resizable, and nothing fits, takes the largest dirty one instead: the caller
+ * resizes it with mremap, which keeps its resident pages -- cheaper than faulting in
+ * a fresh mapping. */
+static gl_segment_t *cache_take(size_t size, bool exact, bool resizable, bool *is_zero) {
+  gl_segment_t *best = NULL, *split = NULL, *largest_dirty = NULL;
   pthread_mutex_lock(&cache_lock);
   for (gl_segment_t *s = cache_first; s; s = s->next) {
+    if (s->cache_dirty == 1) {
+      if (largest_dirty == NULL || s->mapped_size > largest_dirty->mapped_size) largest_dirty = s;
+      if (s->mapped_size >= size && (split == NULL || s->mapped_size < split->mapped_size)) split = s;
+    }
     if (s->mapped_size < size) continue;
     if (exact ? s->mapped_size != size : s->mapped_size - size > size / 2 + (1u << 20)) continue;
     if (best == NULL || s->mapped_size < best->mapped_size) best = s;
     if (s->mapped_size == size) break;
   }
+  /* Nothing fits: the smallest resident segment that is big enough (the caller
+   * splits it), else the biggest resident one (the caller grows it). */
+  if (best == NULL && resizable) best = split ? split : largest_dirty;
   if (best) {
     *is_zero = best->cache_dirty == 0 && gl_options.purge_decommit;
     cache_unlink(best);
   }
   pthread_mutex_unlock(&cache_lock);
   return best;
+}
+
+/* Resident memory the cache may hold before purging at once: half of what the
+ * program has in large blocks, at least 8 x retain_bytes.  Either way the purger
+ * returns it after purge_delay_ms once the program stops reusing it. */
+static size_t cache_dirty_budget(void) {
+  size_t floor = (size_t)gl_options.retain_bytes * 8;
+  size_t scaled = gl_counter_get(&gl_counters.large_in_use_bytes) / 2;
+  return scaled > floor ? scaled : floor;
 }
 
 /* Purges cache entries whose delay has passed and unmaps those unused for long (all
@@ -131,7 +156,7 @@ void segment_cache_collect(uint64_t now, bool force) {
   gl_segment_t *to_unmap = NULL;
   pthread_mutex_lock(&cache_lock);
   uint64_t next = UINT64_MAX;
-  uint64_t purge_delay = (uint64_t)gl_options.purge_delay_ms;
+  uint64_t purge_delay = cache_purge_delay_ms();
   uint64_t unmap_delay = cache_unmap_delay_ms();
   for (gl_segment_t *s = cache_first, *n; s; s = n) {
     n = s->next;
@@ -181,11 +206,18 @@ static void segment_cache_put(gl_segment_t *seg, bool dirty) {
     if (dirty) {
       __atomic_store_n(&cache_dirty_bytes, cache_dirty_bytes + seg->mapped_size, __ATOMIC_RELAXED);
       /* Keep the resident memory parked in the cache bounded: past the budget the
-       * segment is purged now instead of after the delay. */
-      if (cache_dirty_bytes > (size_t)gl_options.retain_bytes * 8 || gl_options.purge_delay_ms == 0)
+       * oldest dirty segments are purged now instead of after the delay (the newest
+       * is the one most likely to be reused). */
+      if (gl_options.purge_delay_ms == 0) {
         cache_purge_entry(seg);
+      } else if (cache_dirty_bytes > cache_dirty_budget()) {
+        gl_segment_t *last = cache_first;
+        while (last->next) last = last->next;
+        size_t budget = cache_dirty_budget();
+        for (gl_segment_t *s = last; s && cache_dirty_bytes > budget; s = s->prev) cache_purge_entry(s);
+      }
     }
-    uint64_t due = now + (seg->cache_dirty == 1 ? (uint64_t)gl_options.purge_delay_ms : cache_unmap_delay_ms());
+    uint64_t due = now + (seg->cache_dirty == 1 ? cache_purge_delay_ms() : cache_unmap_delay_ms());
     if (due < atomic_load_explicit(&gl_cache_next_event_ms, memory_order_relaxed))
       atomic_store_explicit(&gl_cache_next_event_ms, due, memory_order_relaxed);
   }
@@ -214,7 +246,7 @@ static void avail_remove(gl_heap_t *heap, gl_segment_t *seg) {
 
 static gl_segment_t *segment_new_pages(gl_heap_t *heap, gl_kind_t kind) {
   bool is_zero = false;
-  gl_segment_t *seg = cache_take(GL_SEGMENT_SIZE, true, &is_zero);
+  gl_segment_t *seg = cache_take(GL_SEGMENT_SIZE, true, false, &is_zero);
   if (seg == NULL) {
     seg = os_map_aligned(GL_SEGMENT_SIZE, GL_SEGMENT_SIZE);
     if (seg == NULL) return NULL;
@@ -391,6 +423,65 @@ size_t segment_cache_dirty_bytes(void) { return __atomic_load_n(&cache_dirty_byt
 
 /* ---- Large segments: one block each, owned by no heap ---- */
 
+gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size);
+
+/* Shrinks a cached segment to `keep` bytes; its tail, still resident, moves (mremap,
+ * no copy) to an aligned address of its own and goes back to the cache as a dirty
+ * segment, so the pages stay reusable instead of being unmapped. */
+static gl_segment_t *segment_split(gl_segment_t *seg, size_t keep) {
+  size_t old_size = seg->mapped_size, tail = old_size - keep;
+  if (tail < ((size_t)1 << 20)) return segment_resize(seg, keep);
+  void *target = os_reserve_aligned(tail, GL_SEGMENT_SIZE);
+  if (target == NULL) return segment_resize(seg, keep);
+  if (!os_move((uint8_t *)seg + keep, tail, tail, target)) {
+    os_unmap(target, tail);
+    return segment_resize(seg, keep);
+  }
+  uint8_t value = gl_segmap_get((uintptr_t)seg);
+  segment_map_set(seg, old_size, GL_SEGMAP_NONE);
+  seg->mapped_size = keep;
+  segment_map_set(seg, keep, value);
+  gl_segment_t *rest = target;
+  memset(rest, 0, sizeof(gl_segment_t));
+  rest->kind = GL_KIND_LARGE;
+  rest->page_shift = GL_SEGMENT_SHIFT;
+  rest->mapped_size = tail;
+  rest->large_offset = GL_LARGE_OFFSET;
+  segment_map_set(rest, tail, GL_SEGMAP_LARGE);
+  gl_counter_add(&gl_counters.segments, 1);
+  segment_cache_put(rest, true);
+  return seg;
+}
+
+/* Resizes a segment's mapping to new_size bytes with mremap: shrinks in place, grows
+ * in place when the address space after it is free, else moves its pages onto a
+ * fresh aligned reservation.  Contents are never copied.  Returns the segment's new
+ * address, or NULL (the segment is left as it was). */
+gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size) {
+  size_t old_size = seg->mapped_size;
+  uint8_t value = gl_segmap_get((uintptr_t)seg);
+  if (new_size == old_size) return seg;
+  if (new_size > old_size && !os_resize_in_place(seg, old_size, new_size)) {
+    void *target = os_reserve_aligned(new_size, GL_SEGMENT_SIZE);
+    if (target == NULL) return NULL;
+    if (!os_move(seg, old_size, new_size, target)) {
+      os_unmap(target, new_size);
+      return NULL;
+    }
+    segment_map_set(seg, old_size, GL_SEGMAP_NONE);
+    seg = target;
+  } else if (new_size < old_size) {
+    segment_map_set(seg, old_size, GL_SEGMAP_NONE);
+    if (!os_resize_in_place(seg, old_size, new_size)) os_unmap((uint8_t *)seg + new_size, old_size - new_size);
+  }
+  seg->mapped_size = new_size;
+  segment_map_set(seg, new_size, value);
+  if (new_size > old_size) counters_mapped(new_size - old_size);
+  else gl_counter_sub(&gl_counters.mapped, old_size - new_size);
+  return seg;
+}
+
+
 gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) {
   size_t page = os_page_size();
   size_t offset = GL_LARGE_OFFSET;
@@ -399,7 +490,17 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
   size_t needed = align_up(offset + size, page);
   gl_segment_t *seg = NULL;
   *is_zero = false;
-  if (offset == GL_LARGE_OFFSET) seg = cache_take(needed, false, is_zero);
+  if (offset == GL_LARGE_OFFSET) {
+    seg = cache_take(needed, false, true, is_zero);
+    /* Resized when it does not fit: grown, or shrunk so a small block does not pin
+     * a big resident mapping. */
+    if (seg != NULL && (seg->mapped_size < needed || seg->mapped_size / 2 > needed)) {
+      gl_segment_t *resized = seg->mapped_size > needed ? segment_split(seg, needed) : segment_resize(seg, needed);
+      if (resized == NULL) segment_unmap(seg);
+      seg = resized;
+      *is_zero = false;
+    }
+  }
   if (seg == NULL) {
     if (alignment <= GL_SEGMENT_SIZE) {
       seg = os_map_aligned(needed, GL_SEGMENT_SIZE);
