@@ -48,6 +48,12 @@ gl_page_t *alloc_check_owned(const void *p, const char *what, void **block_out) 
   if (v & GL_SEGMAP_PAGES_BIT) {
     gl_segment_t *seg = gl_segment_of(p);
     gl_page_t *page = gl_page_of(seg, p);
+    /* A block start of a page in use (unused pages have area_size 0): no division. */
+    uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
+    if (gl_likely(offset < page->area_size && offset * page->div_magic < page->div_magic)) {
+      *block_out = (void *)p;
+      return page;
+    }
     void *block = alloc_block_start(page, p);
     if (block == NULL) gl_fatal(what, p, ": not allocated by galleon", NULL);
     if (block != p && !__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED))
@@ -93,18 +99,7 @@ void alloc_free_slow(void *p, const char *what) {
 }
 
 size_t alloc_usable_size(const void *p) {
-  uintptr_t addr = (uintptr_t)p;
-  uint8_t v = gl_segmap_get(addr);
-  if (v & GL_SEGMAP_PAGES_BIT) {
-    /* The common case, a block start: no division (programs such as redis call this
-     * on every allocation and free). */
-    gl_page_t *page = gl_page_of(gl_segment_of(p), p);
-    uint64_t offset = addr - (uintptr_t)page->start;
-    if (page->state == GL_PAGE_IN_USE && offset < page->area_size && offset * page->div_magic < page->div_magic)
-      return page->block_size;
-  } else if (v == GL_SEGMAP_NONE) {
-    return 0;
-  }
+  if (gl_segmap_get((uintptr_t)p) == GL_SEGMAP_NONE) return 0; /* NULL and foreign pointers */
   void *start;
   gl_page_t *page = alloc_check_owned(p, "malloc_usable_size of", &start);
   if (page != NULL) return page->block_size - (size_t)((const uint8_t *)p - (uint8_t *)start);
