@@ -69,16 +69,9 @@ gl_page_t *alloc_check_owned(const void *p, const char *what, void **block_out) 
 
 void alloc_free_double(void *p) { gl_fatal("double free of", p, NULL, NULL); }
 
-/* Everything free's fast path does not handle. */
-void alloc_free_slow(void *p, const char *what) {
-  if (p == NULL) return;
-  void *start;
-  gl_page_t *page = alloc_check_owned(p, what, &start);
-  if (page == NULL) {
-    gl_segment_t *seg = segment_find(p);
-    large_free(seg, p, what);
-    return;
-  }
+/* A block of a small or medium page (page found by the caller) whose free is not the
+ * fast path: a remote free, a page on the full list, an aligned block, an error. */
+static void free_in_page(void *p, gl_page_t *page, void *start) {
   gl_block_t *block = start;
   gl_heap_t *heap = gl_tls_heap;
   if (page->heap == heap) {
@@ -96,6 +89,28 @@ void alloc_free_slow(void *p, const char *what) {
   } else {
     page_free_remote(page, block);
   }
+}
+
+void alloc_free_page(void *p, gl_page_t *page) {
+  uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
+  if (gl_likely(offset < page->area_size && offset * page->div_magic < page->div_magic)) {
+    free_in_page(p, page, p);
+    return;
+  }
+  alloc_free_slow(p, "invalid free of");
+}
+
+/* Everything free's fast path does not handle. */
+void alloc_free_slow(void *p, const char *what) {
+  if (p == NULL) return;
+  void *start;
+  gl_page_t *page = alloc_check_owned(p, what, &start);
+  if (page == NULL) {
+    gl_segment_t *seg = segment_find(p);
+    large_free(seg, p, what);
+    return;
+  }
+  free_in_page(p, page, start);
 }
 
 size_t alloc_usable_size(const void *p) {

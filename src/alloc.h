@@ -18,6 +18,7 @@
 #include "internal.h"
 
 GL_HIDDEN void alloc_free_double(void *p) __attribute__((noreturn, cold));
+GL_HIDDEN void alloc_free_page(void *p, gl_page_t *page);
 
 /* Pops a block of `size` (<= GL_DIRECT_MAX) from the heap's direct page, or NULL. */
 GL_INLINE gl_block_t *alloc_direct_pop(gl_heap_t *heap, size_t size, gl_page_t **page_out) {
@@ -43,10 +44,12 @@ GL_INLINE void *alloc_malloc_fast(size_t size) {
 
 GL_INLINE void alloc_free_fast(void *p) {
   uintptr_t addr = (uintptr_t)p;
-  /* Masking instead of a bounds check: user addresses are below 2^47.  A pointer
-   * above that is not a user address at all; if it aliases one of our units, the
-   * header read below faults -- it is never taken for a block. */
-  size_t unit = (addr >> GL_SEGMENT_SHIFT) & (GL_SEGMAP_UNITS - 1);
+  /* No bounds check: every pointer Galleon hands out is below 2^47, so a valid free
+   * indexes the map in bounds.  A pointer above that is no malloc'ed block: the
+   * unchecked load faults, or finds a byte that leads to reading a "page" whose
+   * owner field would have to equal this thread's heap address to pass -- it ends
+   * in the slow path's checked lookup (an error message) or a crash. */
+  size_t unit = addr >> GL_SEGMENT_SHIFT;
   unsigned shift = atomic_load_explicit(&gl_segmap[unit], memory_order_relaxed);
   if (gl_likely(shift & GL_SEGMAP_PAGES_BIT)) {
     gl_segment_t *seg = (gl_segment_t *)(addr & ~(uintptr_t)GL_SEGMENT_MASK);
@@ -67,6 +70,8 @@ GL_INLINE void alloc_free_fast(void *p) {
       if (gl_unlikely(--page->used == 0) && !page->kept_empty) heap_block_freed_last(p);
       return;
     }
+    alloc_free_page(p, page);
+    return;
   }
   alloc_free_slow(p, "invalid free of");
 }

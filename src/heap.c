@@ -312,7 +312,7 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
   return page;
 }
 
-void *heap_malloc_generic(size_t size, gl_heap_t *heap, bool zero) {
+static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zero) {
   if (gl_unlikely(heap == &gl_heap_empty)) {
     heap = heap_get_or_init();
     if (heap == NULL) {
@@ -340,6 +340,27 @@ void *heap_malloc_generic(size_t size, gl_heap_t *heap, bool zero) {
   }
   block->freed_mark = 0;
   return block;
+}
+
+/* malloc's first stop off the fast path.  Kept small (no register spills): the
+ * common case is a page whose free list ran dry while the owner's own frees piled
+ * up in local_free, which simply become the free list.  Housekeeping (remote frees,
+ * purges, full pages) waits for every 16th such refill, or anything else. */
+void *heap_malloc_generic(size_t size, gl_heap_t *heap, bool zero) {
+  if (gl_likely(size <= GL_DIRECT_MAX)) {
+    gl_page_t *page = heap->direct[(size + 15) >> 4];
+    gl_block_t *block = page->local_free;
+    if (block != NULL && page->free == NULL && (++heap->slow_calls & 15) != 0) {
+      page->free = block->next;
+      page->local_free = NULL;
+      page->free_is_zero = 0;
+      page->used++;
+      block->freed_mark = 0;
+      if (zero) memset(block, 0, size);
+      return block;
+    }
+  }
+  return heap_malloc_slow(size, heap, zero);
 }
 
 /* ---- Thread start and exit ---- */
