@@ -342,25 +342,33 @@ static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zer
   return block;
 }
 
-/* malloc's first stop off the fast path.  Kept small (no register spills): the
- * common case is a page whose free list ran dry while the owner's own frees piled
- * up in local_free, which simply become the free list.  Housekeeping (remote frees,
- * purges, full pages) waits for every 16th such refill, or anything else. */
+/* malloc's first stop off the fast path.  Kept small (no register spills): it pops
+ * the class queue's head for sizes above the direct table, and refills a page whose
+ * free list ran dry from the owner's own frees (local_free).  Housekeeping (remote
+ * frees, purges, full pages) waits for every 16th refill, or anything else. */
 void *heap_malloc_generic(size_t size, gl_heap_t *heap, bool zero) {
-  if (gl_likely(size <= GL_DIRECT_MAX)) {
-    gl_page_t *page = heap->direct[(size + 15) >> 4];
-    gl_block_t *block = page->local_free;
-    if (block != NULL && page->free == NULL && (++heap->slow_calls & 15) != 0) {
-      page->free = block->next;
-      page->local_free = NULL;
-      page->free_is_zero = 0;
-      page->used++;
-      block->freed_mark = 0;
-      if (zero) memset(block, 0, size);
-      return block;
-    }
+  gl_page_t *page;
+  if (gl_likely(size <= GL_DIRECT_MAX)) page = heap->direct[(size + 15) >> 4];
+  else if (size <= GL_MEDIUM_MAX) page = heap->queues[sizeclass_of(size)].first;
+  else return heap_malloc_slow(size, heap, zero);
+  if (gl_unlikely(page == NULL)) return heap_malloc_slow(size, heap, zero);
+  gl_block_t *block = page->free;
+  if (block != NULL) { /* sizes above the direct table: pop the class queue's head */
+    page->free = block->next;
+  } else {
+    block = page->local_free;
+    if (block == NULL || (++heap->slow_calls & 15) == 0) return heap_malloc_slow(size, heap, zero);
+    page->free = block->next;
+    page->local_free = NULL;
+    page->free_is_zero = 0;
   }
-  return heap_malloc_slow(size, heap, zero);
+  page->used++;
+  if (zero) {
+    if (page->free_is_zero) block->next = NULL;
+    else memset(block, 0, size);
+  }
+  block->freed_mark = 0;
+  return block;
 }
 
 /* ---- Thread start and exit ---- */
