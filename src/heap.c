@@ -312,6 +312,19 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
   return page;
 }
 
+/* Hands out the first block of page->free, which is not empty. */
+GL_INLINE void *page_take_block(gl_page_t *page, size_t size, bool zero) {
+  gl_block_t *block = page->free;
+  page->free = block->next;
+  page->used++;
+  if (zero) {
+    if (page->free_is_zero) block->next = NULL;
+    else memset(block, 0, size);
+  }
+  block->freed_mark = 0;
+  return block;
+}
+
 static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zero) {
   if (gl_unlikely(heap == &gl_heap_empty)) {
     heap = heap_get_or_init();
@@ -331,15 +344,7 @@ static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zer
       return NULL;
     }
   }
-  gl_block_t *block = page->free;
-  page->free = block->next;
-  page->used++;
-  if (zero) {
-    if (page->free_is_zero) block->next = NULL;
-    else memset(block, 0, size);
-  }
-  block->freed_mark = 0;
-  return block;
+  return page_take_block(page, size, zero);
 }
 
 /* malloc's first stop off the fast path.  Kept small (no register spills): it pops
@@ -352,23 +357,13 @@ void *heap_malloc_generic(size_t size, gl_heap_t *heap, bool zero) {
   else if (size <= GL_MEDIUM_MAX) page = heap->queues[sizeclass_of(size)].first;
   else return heap_malloc_slow(size, heap, zero);
   if (gl_unlikely(page == NULL)) return heap_malloc_slow(size, heap, zero);
-  gl_block_t *block = page->free;
-  if (block != NULL) { /* sizes above the direct table: pop the class queue's head */
-    page->free = block->next;
-  } else {
-    block = page->local_free;
-    if (block == NULL || (++heap->slow_calls & 15) == 0) return heap_malloc_slow(size, heap, zero);
-    page->free = block->next;
+  if (page->free == NULL) { /* (above the direct table, the head may have blocks) */
+    if (page->local_free == NULL || (++heap->slow_calls & 15) == 0) return heap_malloc_slow(size, heap, zero);
+    page->free = page->local_free;
     page->local_free = NULL;
     page->free_is_zero = 0;
   }
-  page->used++;
-  if (zero) {
-    if (page->free_is_zero) block->next = NULL;
-    else memset(block, 0, size);
-  }
-  block->freed_mark = 0;
-  return block;
+  return page_take_block(page, size, zero);
 }
 
 /* ---- Thread start and exit ---- */

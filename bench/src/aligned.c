@@ -53,13 +53,7 @@ static void *worker(void *arg) {
 int main(int argc, char **argv) {
   steps = arg_long(argc, argv, 1, 500000);
   int threads = (int)arg_long(argc, argv, 2, 2);
-  pthread_t *tid = xmalloc(sizeof(pthread_t) * (size_t)threads);
-  double t0 = now_s();
-  for (int t = 0; t < threads; t++)
-    if (pthread_create(&tid[t], NULL, worker, (void *)(uintptr_t)t)) die("pthread_create");
-  for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
-  double el = now_s() - t0;
+  double el = run_threads(worker, threads);
   printf("RESULT aligned elapsed_s=%.4f threads=%d check=ok\n", el, threads);
-  free(tid);
   return 0;
 }

@@ -7,6 +7,7 @@
 #define BENCH_COMMON_H
 #define _GNU_SOURCE
 #include <stdarg.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,18 @@ static UNUSED long arg_long(int argc, char **argv, int i, long def) {
     return v;
   }
   return def;
+}
+
+/* Runs fn(thread index) on `threads` threads and returns the elapsed seconds. */
+static UNUSED double run_threads(void *(*fn)(void *), int threads) {
+  pthread_t *tid = xmalloc(sizeof(pthread_t) * (size_t)threads);
+  double t0 = now_s();
+  for (int t = 0; t < threads; t++)
+    if (pthread_create(&tid[t], NULL, fn, (void *)(uintptr_t)t)) die("pthread_create");
+  for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
+  double el = now_s() - t0;
+  free(tid);
+  return el;
 }
 
 static UNUSED uint64_t mix_hash(uint64_t h, uint64_t v) {
