@@ -78,7 +78,11 @@ uint64_t heap_abandoned_next_ms(void) {
 static uint8_t direct_lo[GL_CLASS_COUNT], direct_hi[GL_CLASS_COUNT];
 
 static void direct_ranges_init(void) {
+  gl_assert(sizeclass_of(GL_SMALL_MAX) == GL_CLASS_SMALL_LAST);
+  gl_assert(sizeclass_of(GL_MEDIUM_MAX) == GL_CLASS_LAST && GL_CLASS_LAST + 1 == GL_CLASS_COUNT);
   for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
+    /* Every class is the class of its own block size, and blocks stay 16-aligned. */
+    gl_assert(sizeclass_of(sizeclass_block_size(cls)) == cls && sizeclass_block_size(cls) % 16 == 0);
     size_t lo = cls == 1 ? 0 : sizeclass_block_size(cls - 1) / 16 + 1;
     size_t hi = sizeclass_block_size(cls) / 16;
     if (hi >= GL_DIRECT_COUNT) hi = GL_DIRECT_COUNT - 1;

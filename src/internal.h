@@ -186,9 +186,6 @@ typedef struct gl_heap_s {
   int state;                     /* gl_heap_state_t */
   struct gl_heap_s *all_next;       /* every heap ever made (never freed) */
   struct gl_heap_s *abandoned_next; /* abandoned list */
-  /* counters, written by the owner only, read by anyone (relaxed). */
-  _Atomic(size_t) stat_pages_in_use;
-  _Atomic(size_t) stat_segments;
 } gl_heap_t;
 
 /* Global state (one instance: gl_global, defined in heap.c). */
@@ -211,7 +208,7 @@ extern GL_HIDDEN _Atomic(uint64_t) gl_cache_next_event_ms; /* segment.c: next ca
 
 /* Process-wide counters (relaxed atomics; cold paths only). */
 typedef struct gl_counters_s {
-  _Atomic(size_t) mapped, mapped_peak, committed_hint;
+  _Atomic(size_t) mapped, mapped_peak;
   _Atomic(size_t) purges, purged_bytes, mmap_calls, munmap_calls;
   _Atomic(size_t) large_blocks, large_bytes, large_in_use_bytes;
   _Atomic(size_t) segments, segments_cached, heaps, heaps_abandoned;
@@ -263,7 +260,6 @@ GL_HIDDEN void options_init(void);
 /* ---- segment.c ---- */
 GL_HIDDEN gl_page_t *segment_page_alloc(gl_heap_t *heap, gl_kind_t kind, bool *is_zero);
 GL_HIDDEN void segment_page_free(gl_heap_t *heap, gl_page_t *page);
-GL_HIDDEN void segment_purge_page_now(gl_heap_t *heap, gl_page_t *page);
 GL_HIDDEN void segment_purge_due(gl_heap_t *heap, uint64_t now, bool force);
 GL_HIDDEN bool segment_purge_try(gl_heap_t *heap, uint64_t now);
 GL_HIDDEN size_t segment_cache_dirty_bytes(void);
@@ -283,7 +279,6 @@ GL_HIDDEN void page_init(gl_heap_t *heap, gl_page_t *page, uint8_t class_idx, bo
 GL_HIDDEN bool page_extend(gl_page_t *page);
 GL_HIDDEN void page_collect(gl_page_t *page);
 GL_HIDDEN void page_free_remote(gl_page_t *page, gl_block_t *block);
-GL_HIDDEN bool page_contains_free_block(gl_page_t *page, const gl_block_t *block);
 
 /* ---- heap.c ---- */
 GL_HIDDEN gl_heap_t *heap_get_or_init(void);

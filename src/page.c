@@ -130,11 +130,3 @@ void page_free_remote(gl_page_t *page, gl_block_t *block) {
                                                     memory_order_release, memory_order_relaxed));
   }
 }
-
-bool page_contains_free_block(gl_page_t *page, const gl_block_t *block) {
-  for (gl_block_t *b = page->free; b; b = b->next)
-    if (b == block) return true;
-  for (gl_block_t *b = page->local_free; b; b = b->next)
-    if (b == block) return true;
-  return false;
-}

@@ -277,7 +277,6 @@ static gl_segment_t *segment_new_pages(gl_heap_t *heap, gl_kind_t kind) {
   seg->next = heap->segments[kind];
   if (seg->next) seg->next->prev = seg;
   heap->segments[kind] = seg;
-  gl_counter_add(&heap->stat_segments, 1);
   avail_push(heap, seg);
   return seg;
 }
@@ -290,7 +289,6 @@ static void segment_release(gl_heap_t *heap, gl_segment_t *seg) {
   if (seg->next) seg->next->prev = seg->prev;
   seg->next = seg->prev = NULL;
   seg->heap = NULL;
-  gl_counter_sub(&heap->stat_segments, 1);
   /* The rest of the header (page descriptors) is purged too, so a reuse of this
    * segment finds zero memory everywhere past the first OS page. */
   bool all_zero = true;
@@ -340,7 +338,6 @@ gl_page_t *segment_page_alloc(gl_heap_t *heap, gl_kind_t kind, bool *is_zero) {
   seg->used_pages++;
   if (seg->free_mask == 0) avail_remove(heap, seg);
   page->state = GL_PAGE_IN_USE;
-  gl_counter_add(&heap->stat_pages_in_use, 1);
   pthread_mutex_unlock(&heap->lock);
   return page;
 }
@@ -368,7 +365,6 @@ void segment_page_free(gl_heap_t *heap, gl_page_t *page) {
   seg->free_mask |= bit;
   seg->dirty_mask |= bit;
   seg->used_pages--;
-  gl_counter_sub(&heap->stat_pages_in_use, 1);
   if (!seg->in_avail) avail_push(heap, seg);
   pthread_mutex_unlock(&heap->lock);
 }
