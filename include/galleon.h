@@ -100,7 +100,8 @@ GALLEON_API void galleon_stats_print(int fd, int json);
 /* ---- Options ----
  * Read once at start from GALLEON_<NAME> environment variables, changeable at run
  * time.  Names: "purge_delay_ms", "purge_decommit" (1 = MADV_DONTNEED, 0 = MADV_FREE),
- * "retain_bytes", "segment_cache", "stats_at_exit", "verbose".
+ * "retain_bytes", "segment_cache", "purge_thread" (1 = a background thread returns
+ * memory while the program is idle), "stats_at_exit" (1 = text, 2 = JSON), "verbose".
  * galleon_option_set returns 0 on success, -1 for an unknown name. */
 GALLEON_API long galleon_option_get(const char *name);
 GALLEON_API int galleon_option_set(const char *name, long value);
