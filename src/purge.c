@@ -7,7 +7,8 @@
  * GL_PURGER_START_BYTES of freed memory waiting, one background thread is started.
  * It sleeps until the earliest purge deadline, purges what is due -- taking each
  * heap's lock with trylock, so it never makes an owner wait -- and sleeps again,
- * without a deadline when nothing is pending.
+ * without a deadline when nothing is pending.  A thread that queues memory whose
+ * deadline comes before the purger's wake-up time signals it.
  *
  * Nothing on a malloc or free fast path looks at it.  It blocks every signal, so
  * it never receives one meant for the program.  GALLEON_PURGE_THREAD=0 turns it off
@@ -31,7 +32,7 @@ enum { PURGER_NONE = 0, PURGER_RUNNING = 1, PURGER_FAILED = 2 };
 static pthread_mutex_t purger_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t purger_cond;
 static _Atomic(int) purger_state;
-static _Atomic(int) purger_waiting_idle; /* asleep with no deadline: needs a signal */
+static _Atomic(uint64_t) purger_wake_ms; /* when it will wake up: 0 awake, UINT64_MAX no deadline */
 
 static uint64_t purge_round(void) {
   uint64_t now = os_clock_ms();
@@ -60,14 +61,20 @@ static void *purger_main(void *arg) {
   for (;;) {
     uint64_t next = purge_round();
     pthread_mutex_lock(&purger_lock);
+    /* Announce the wake-up time, then look again: work queued by a thread that saw
+     * the old announcement is found here, work queued later gets a signal (the
+     * fences pair with the one in purge_notify). */
+    atomic_store_explicit(&purger_wake_ms, next, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    pthread_mutex_unlock(&purger_lock);
+    uint64_t again = purge_round();
+    pthread_mutex_lock(&purger_lock);
+    if (again < next) {
+      next = again;
+      atomic_store_explicit(&purger_wake_ms, next, memory_order_relaxed);
+    }
     if (next == UINT64_MAX) {
-      atomic_store_explicit(&purger_waiting_idle, 1, memory_order_seq_cst);
-      /* Re-check after announcing the wait: work scheduled in between is seen. */
-      pthread_mutex_unlock(&purger_lock);
-      next = purge_round();
-      pthread_mutex_lock(&purger_lock);
-      if (next == UINT64_MAX) pthread_cond_wait(&purger_cond, &purger_lock);
-      atomic_store_explicit(&purger_waiting_idle, 0, memory_order_relaxed);
+      pthread_cond_wait(&purger_cond, &purger_lock);
     } else {
       uint64_t now = os_clock_ms();
       if (next > now) {
@@ -83,6 +90,7 @@ static void *purger_main(void *arg) {
         pthread_cond_timedwait(&purger_cond, &purger_lock, &ts);
       }
     }
+    atomic_store_explicit(&purger_wake_ms, 0, memory_order_relaxed);
     pthread_mutex_unlock(&purger_lock);
   }
   return NULL;
@@ -117,14 +125,18 @@ static void purger_start(void) {
   pthread_setname_np(thread, "galleon-purge");
 }
 
-/* Called, with no Galleon lock held, after freed memory was queued for purging. */
+/* Called, with no Galleon lock held, after freed memory was queued for purging.
+ * Wakes the purger when it would otherwise sleep past the new work's deadline. */
 void purge_notify(size_t dirty_bytes) {
   int state = atomic_load_explicit(&purger_state, memory_order_relaxed);
   if (state == PURGER_NONE) {
     if (dirty_bytes >= GL_PURGER_START_BYTES && gl_options.purge_thread) purger_start();
     return;
   }
-  if (state == PURGER_RUNNING && atomic_load_explicit(&purger_waiting_idle, memory_order_seq_cst)) {
+  if (state != PURGER_RUNNING) return;
+  atomic_thread_fence(memory_order_seq_cst);
+  uint64_t wake = atomic_load_explicit(&purger_wake_ms, memory_order_relaxed);
+  if (wake != 0 && wake > os_clock_ms() + (uint64_t)gl_options.purge_delay_ms) {
     pthread_mutex_lock(&purger_lock);
     pthread_cond_signal(&purger_cond);
     pthread_mutex_unlock(&purger_lock);
@@ -134,5 +146,5 @@ void purge_notify(size_t dirty_bytes) {
 void purge_fork_child(void) {
   pthread_mutex_init(&purger_lock, NULL);
   atomic_store(&purger_state, PURGER_NONE);
-  atomic_store(&purger_waiting_idle, 0);
+  atomic_store(&purger_wake_ms, 0);
 }

@@ -156,6 +156,28 @@ static void test_calloc_lazy(void) {
   free(p);
 }
 
+/* 4. An idle program gets its memory back: free a few MiB -- less than the heap may
+ * keep before purging on its own (retain_bytes) -- then make no call at all.  Only
+ * the background purger can return it; with GALLEON_PURGE_THREAD=0 this fails. */
+static void test_idle_return(void) {
+  const size_t n = 768; /* x 4 KiB = 3 MiB */
+  void **ptrs = map(n * sizeof(void *));
+  for (size_t i = 0; i < n; i++) {
+    ptrs[i] = malloc(4096);
+    CHECK(ptrs[i] != NULL);
+    memset(ptrs[i], 0x33, 4096);
+  }
+  size_t full = rss_bytes();
+  for (size_t i = 0; i < n; i++) free(ptrs[i]);
+  sleep_ms(400); /* purge_delay_ms is 50 here: the purger has long had its turn */
+  size_t idle = rss_bytes();
+  printf("idle return: RSS %.1f MiB with 3 MiB live -> %.1f MiB after free and 400 ms idle\n",
+         mib(full), mib(idle));
+  CHECKF(idle + 3 * MiB / 2 <= full, "idle program kept its freed memory (%.1f -> %.1f MiB)",
+         mib(full), mib(idle));
+  munmap(ptrs, n * sizeof(void *));
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0); /* keep output that precedes a failure */
   double t0 = now_s();
@@ -169,6 +191,7 @@ int main(void) {
   test_small_blocks_returned();
   test_large_returned();
   test_calloc_lazy();
+  test_idle_return();
   printf("memory tests passed in %.2f s\n", now_s() - t0);
   return 0;
 }
