@@ -48,9 +48,7 @@ gl_page_t *alloc_check_owned(const void *p, const char *what, void **block_out) 
   if (v & GL_SEGMAP_PAGES_BIT) {
     gl_segment_t *seg = gl_segment_of(p);
     gl_page_t *page = gl_page_of(seg, p);
-    /* A block start of a page in use (unused pages have area_size 0): no division. */
-    uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
-    if (gl_likely(offset < page->area_size && offset * page->div_magic < page->div_magic)) {
+    if (gl_likely(gl_page_is_block_start(page, p))) {
       *block_out = (void *)p;
       return page;
     }
@@ -92,8 +90,7 @@ static void free_in_page(void *p, gl_page_t *page, void *start) {
 }
 
 void alloc_free_page(void *p, gl_page_t *page) {
-  uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
-  if (gl_likely(offset < page->area_size && offset * page->div_magic < page->div_magic)) {
+  if (gl_likely(gl_page_is_block_start(page, p))) {
     free_in_page(p, page, p);
     return;
   }

@@ -55,13 +55,9 @@ GL_INLINE void alloc_free_fast(void *p) {
     gl_segment_t *seg = (gl_segment_t *)(addr & ~(uintptr_t)GL_SEGMENT_MASK);
     gl_page_t *page = &seg->pages[(addr & GL_SEGMENT_MASK) >> shift];
     gl_block_t *block = p;
-    uint64_t offset = addr - (uintptr_t)page->start;
-    uint64_t magic = page->div_magic;
-    /* Local owner, not on the full list; offset inside the blocks area and a
-     * multiple of the block size (Lemire: n % d == 0 <=> n * ceil(2^64/d) < ceil(2^64/d)). */
+    /* Local owner, not on the full list, and p a block start. */
     if (gl_likely(__atomic_load_n(&page->fast_owner, __ATOMIC_RELAXED) == gl_tls_heap &&
-                  offset < page->area_size &&
-                  offset * magic < magic)) {
+                  gl_page_is_block_start(page, p))) {
       uintptr_t mark = page->key;
       if (gl_unlikely(block->freed_mark == mark)) alloc_free_double(p);
       block->freed_mark = mark;

@@ -67,6 +67,12 @@ __attribute__((constructor)) static void heap_constructor(void) {
 static uint64_t heap_next_purge(gl_heap_t *heap) { return __atomic_load_n(&heap->next_purge_ms, __ATOMIC_RELAXED); }
 static size_t heap_dirty(gl_heap_t *heap) { return __atomic_load_n(&heap->dirty_bytes, __ATOMIC_RELAXED); }
 
+/* Purges what is due, or the oldest dirty pages when the heap keeps too many. */
+static void heap_purge_if_due(gl_heap_t *heap, uint64_t now) {
+  if (now >= heap_next_purge(heap) || heap_dirty(heap) > (size_t)gl_options.retain_bytes)
+    segment_purge_due(heap, now, false);
+}
+
 uint64_t heap_abandoned_next_ms(void) {
   if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return UINT64_MAX;
   return atomic_load_explicit(&abandoned_next_ms, memory_order_relaxed);
@@ -213,9 +219,7 @@ void heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
     }
   }
   if (heap_page_retire_now(heap, page)) {
-    uint64_t now = os_clock_ms();
-    if (now >= heap_next_purge(heap) || heap_dirty(heap) > (size_t)gl_options.retain_bytes)
-      segment_purge_due(heap, now, false);
+    heap_purge_if_due(heap, os_clock_ms());
     purge_notify(heap_dirty(heap) + segment_cache_dirty_bytes());
   }
 }
@@ -271,8 +275,7 @@ static void heap_maintain(gl_heap_t *heap) {
   if (atomic_load_explicit(&heap->notified, memory_order_relaxed) != NULL) heap_process_notified(heap);
   if ((++heap->slow_calls & 3) != 0 && heap_dirty(heap) <= (size_t)gl_options.retain_bytes) return;
   uint64_t now = os_clock_ms();
-  if (now >= heap_next_purge(heap) || heap_dirty(heap) > (size_t)gl_options.retain_bytes)
-    segment_purge_due(heap, now, false);
+  heap_purge_if_due(heap, now);
   if (now >= heap->next_collect_ms) heap_collect(heap, false);
   if (now >= atomic_load_explicit(&gl_cache_next_event_ms, memory_order_relaxed))
     segment_cache_collect(now, false);

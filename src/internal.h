@@ -238,6 +238,23 @@ GL_INLINE gl_page_t *gl_page_of(gl_segment_t *seg, const void *p) {
   return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
 }
 
+GL_INLINE size_t gl_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+
+/* Bytes from a page's first block to the end of the page (its geometry, in use or not). */
+GL_INLINE size_t gl_page_area(const gl_page_t *page) {
+  gl_segment_t *seg = gl_segment_of(page);
+  uint8_t *end = (uint8_t *)seg + ((size_t)(page->index + 1) << seg->page_shift);
+  return (size_t)(end - page->start);
+}
+
+/* p is a block start of a page in use (unused pages have area_size 0), with no
+ * division: Lemire's test n % d == 0 <=> n * ceil(2^64/d) < ceil(2^64/d). */
+GL_INLINE bool gl_page_is_block_start(const gl_page_t *page, const void *p) {
+  uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
+  uint64_t magic = page->div_magic;
+  return offset < page->area_size && offset * magic < magic;
+}
+
 /* ---- os_linux.c ---- */
 GL_HIDDEN void os_init(void);
 GL_HIDDEN size_t os_page_size(void);

@@ -12,8 +12,6 @@
 #include "check.h"
 #include "internal.h"
 
-static size_t align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
-
 void *large_alloc(size_t size, size_t alignment, bool zero) {
   if (size > GL_MAX_ALLOC) {
     errno = ENOMEM;
@@ -57,7 +55,7 @@ static void large_counters_resized(gl_segment_t *seg, size_t old_mapped, size_t 
 void *large_realloc(gl_segment_t *seg, void *p, size_t size) {
   uint8_t *block = (uint8_t *)seg + seg->large_offset;
   size_t page = os_page_size();
-  size_t needed = align_up(seg->large_offset + size, page);
+  size_t needed = gl_align_up(seg->large_offset + size, page);
   size_t mapped = seg->mapped_size, usable = seg->large_usable;
   bool stays_large = size > GL_MEDIUM_MAX;
 
@@ -70,7 +68,7 @@ void *large_realloc(gl_segment_t *seg, void *p, size_t size) {
   }
   if (stays_large && seg->large_alignment <= GL_LARGE_OFFSET) {
     /* Grow, leaving 1/8 headroom so growth in small steps does not remap each time. */
-    size_t target = align_up(needed + needed / 8, page);
+    size_t target = gl_align_up(needed + needed / 8, page);
     gl_segment_t *moved = segment_resize(seg, target > needed ? target : needed);
     if (moved != NULL) {
       large_counters_resized(moved, mapped, usable);

@@ -14,12 +14,6 @@
 #include "internal.h"
 #include "sizeclass.h"
 
-static size_t page_area_bytes(const gl_page_t *page) {
-  gl_segment_t *seg = gl_segment_of(page);
-  uint8_t *end = (uint8_t *)seg + ((size_t)(page->index + 1) << seg->page_shift);
-  return (size_t)(end - page->start);
-}
-
 static uint64_t next_key(gl_heap_t *heap) {
   /* xorshift64*: page keys need to be unpredictable to a careless program, not to
    * an attacker; the generator is seeded from getrandom. */
@@ -33,7 +27,7 @@ static uint64_t next_key(gl_heap_t *heap) {
 
 void page_init(gl_heap_t *heap, gl_page_t *page, uint8_t class_idx, bool mem_is_zero) {
   size_t bs = sizeclass_block_size(class_idx);
-  uint32_t reserved = (uint32_t)(page_area_bytes(page) / bs);
+  uint32_t reserved = (uint32_t)(gl_page_area(page) / bs);
   gl_assert(reserved >= 1);
   page->free = NULL;
   page->used = 0;

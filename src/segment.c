@@ -33,12 +33,10 @@ void segment_cache_lock(void) { pthread_mutex_lock(&cache_lock); }
 void segment_cache_unlock(void) { pthread_mutex_unlock(&cache_lock); }
 void segment_cache_reset_lock(void) { pthread_mutex_init(&cache_lock, NULL); }
 
-static size_t align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
-
 /* Rounded to GL_PAGE_START_ALIGN so every page start is aligned to it (aligned.c
  * relies on that); the part of the first page that rounding skips is never touched. */
 static size_t segment_header_size(unsigned page_count) {
-  return align_up(sizeof(gl_segment_t) + page_count * sizeof(gl_page_t), GL_PAGE_START_ALIGN);
+  return gl_align_up(sizeof(gl_segment_t) + page_count * sizeof(gl_page_t), GL_PAGE_START_ALIGN);
 }
 
 void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t value) {
@@ -299,17 +297,11 @@ static void segment_release(gl_heap_t *heap, gl_segment_t *seg) {
   segment_cache_put(seg, !all_zero);
 }
 
-static size_t page_area(gl_page_t *page) {
-  gl_segment_t *seg = gl_segment_of(page);
-  uint8_t *end = (uint8_t *)seg + ((size_t)(page->index + 1) << seg->page_shift);
-  return (size_t)(end - page->start);
-}
-
 static void purge_queue_remove(gl_heap_t *heap, gl_page_t *page) {
   if (page->prev) page->prev->next = page->next; else heap->purge.first = page->next;
   if (page->next) page->next->prev = page->prev; else heap->purge.last = page->prev;
   page->next = page->prev = NULL;
-  __atomic_store_n(&heap->dirty_bytes, heap->dirty_bytes - page_area(page), __ATOMIC_RELAXED);
+  __atomic_store_n(&heap->dirty_bytes, heap->dirty_bytes - gl_page_area(page), __ATOMIC_RELAXED);
 }
 
 gl_page_t *segment_page_alloc(gl_heap_t *heap, gl_kind_t kind, bool *is_zero) {
@@ -359,7 +351,7 @@ void segment_page_free(gl_heap_t *heap, gl_page_t *page) {
   page->prev = heap->purge.last;
   if (heap->purge.last) heap->purge.last->next = page; else heap->purge.first = page;
   heap->purge.last = page;
-  __atomic_store_n(&heap->dirty_bytes, heap->dirty_bytes + page_area(page), __ATOMIC_RELAXED);
+  __atomic_store_n(&heap->dirty_bytes, heap->dirty_bytes + gl_page_area(page), __ATOMIC_RELAXED);
   if (page->purge_at < heap->next_purge_ms)
     __atomic_store_n(&heap->next_purge_ms, page->purge_at, __ATOMIC_RELAXED);
   seg->free_mask |= bit;
@@ -418,8 +410,6 @@ bool segment_purge_try(gl_heap_t *heap, uint64_t now) {
 size_t segment_cache_dirty_bytes(void) { return __atomic_load_n(&cache_dirty_bytes, __ATOMIC_RELAXED); }
 
 /* ---- Large segments: one block each, owned by no heap ---- */
-
-gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size);
 
 /* Shrinks a cached segment to `keep` bytes; its tail, still resident, moves (mremap,
  * no copy) to an aligned address of its own and goes back to the cache as a dirty
@@ -483,7 +473,7 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
   size_t offset = GL_LARGE_OFFSET;
   if (alignment > offset) offset = alignment < GL_SEGMENT_SIZE ? alignment : GL_SEGMENT_SIZE;
   if (size > GL_MAX_ALLOC - offset - alignment - GL_SEGMENT_SIZE) return NULL;
-  size_t needed = align_up(offset + size, page);
+  size_t needed = gl_align_up(offset + size, page);
   gl_segment_t *seg = NULL;
   *is_zero = false;
   if (offset == GL_LARGE_OFFSET) {

@@ -30,7 +30,7 @@ static void walk_heaps(walk_t *w) {
         for (unsigned i = 0; i < seg->page_count; i++) {
           gl_page_t *page = &seg->pages[i];
           uint8_t state = __atomic_load_n(&page->state, __ATOMIC_RELAXED);
-          size_t area = ((size_t)(i + 1) << seg->page_shift) - (size_t)(page->start - (uint8_t *)seg);
+          size_t area = gl_page_area(page);
           if (state == GL_PAGE_IN_USE) {
             w->in_use += (size_t)__atomic_load_n(&page->used, __ATOMIC_RELAXED) *
                          __atomic_load_n(&page->block_size, __ATOMIC_RELAXED);
