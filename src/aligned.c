@@ -4,12 +4,15 @@
  * a GL_PAGE_START_ALIGN (16 KiB) boundary (64 KiB but for the first page of a segment), so a size class
  * whose block size is a multiple of the alignment hands out aligned blocks anyway.
  * Otherwise the block is over-allocated and an aligned address inside it returned;
- * its page is flagged has_aligned so free() finds the block start in O(1).  Bigger
+ * its page is flagged has_aligned so free() finds the block start in O(1), and the
+ * block's first word holds a tag naming the aligned address, so only that address,
+ * not any interior pointer, frees the block.  Bigger
  * alignments get a large segment placed so that its block is aligned.
  */
 #include <errno.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "check.h"
 #include "internal.h"
 #include "sizeclass.h"
@@ -18,12 +21,12 @@
 void *aligned_alloc_impl(size_t alignment, size_t size, bool zero) {
   gl_assert(alignment != 0 && (alignment & (alignment - 1)) == 0);
   if (alignment <= GL_MIN_ALIGN) return zero ? alloc_calloc(1, size) : alloc_malloc(size);
-  if (size > GL_MAX_ALLOC - alignment) {
+  if (alignment > GL_MAX_ALIGN || size > GL_MAX_ALLOC - alignment) {
     errno = ENOMEM;
     return NULL;
   }
   if (alignment <= GL_PAGE_START_ALIGN) {
-    size_t rounded = (size + alignment - 1) & ~(alignment - 1);
+    size_t rounded = gl_align_up(size, alignment);
     if (rounded == 0) rounded = alignment;
     if (rounded <= GL_MEDIUM_MAX && sizeclass_block_size(sizeclass_of(rounded)) % alignment == 0) {
       void *p = zero ? alloc_calloc(1, rounded) : alloc_malloc(rounded);
@@ -35,9 +38,12 @@ void *aligned_alloc_impl(size_t alignment, size_t size, bool zero) {
   if (padded <= GL_MEDIUM_MAX) {
     uint8_t *p = zero ? alloc_calloc(1, padded) : alloc_malloc(padded);
     if (p == NULL) return NULL;
-    uint8_t *aligned = (uint8_t *)(((uintptr_t)p + alignment - 1) & ~(uintptr_t)(alignment - 1));
+    uint8_t *aligned = (uint8_t *)gl_align_up((uintptr_t)p, alignment);
     if (aligned != p) {
+      /* The gap in front (at least 16 bytes) carries the tag that lets free() tell
+       * this pointer from an interior pointer of the block. */
       gl_page_t *page = gl_page_of(gl_segment_of(p), p);
+      alloc_aligned_tag_set(page, p, aligned);
       if (!__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED))
         __atomic_store_n(&page->has_aligned, 1, __ATOMIC_RELAXED);
     }

@@ -31,37 +31,44 @@ void *alloc_calloc(size_t count, size_t size) {
   return heap_malloc_generic(total, heap, true);
 }
 
-/* The start of the block that p points into (p itself unless the page holds
- * aligned blocks); NULL when p is not inside a block. */
+/* The start of the block that p points into, or NULL when p is not inside a block
+ * the page has carved (or the page is not in use: its carved_bytes is 0). */
 void *alloc_block_start(gl_page_t *page, const void *p) {
-  if (page->state != GL_PAGE_IN_USE) return NULL;
   uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
-  if (offset >= page->area_size) return NULL;
+  if (offset >= page->carved_bytes) return NULL;
   uint64_t rem = offset % page->block_size;
   return (uint8_t *)p - rem;
 }
 
-/* Validates p for free/realloc/usable_size: returns its page (NULL for a large
- * block) and the block start.  Reports a foreign or interior pointer and aborts. */
-gl_page_t *alloc_check_owned(const void *p, const char *what, void **block_out) {
+/* The one validity check of free, realloc and malloc_usable_size.  Returns the page
+ * of a small or medium block (NULL for a large one) and the block's start.  Reports
+ * "<what> P: ..." and aborts for a pointer Galleon did not hand out: outside every
+ * segment, in a page not in use or past what the page has carved, an interior
+ * pointer (an aligned block is recognised by its tag), and with want_live a block
+ * that is free.  (free checks freedom itself: it reports a double free.) */
+gl_page_t *alloc_check_block(const void *p, const char *what, bool want_live, void **block_out) {
   uint8_t v = gl_segmap_get((uintptr_t)p);
   if (v & GL_SEGMAP_PAGES_BIT) {
-    gl_segment_t *seg = gl_segment_of(p);
-    gl_page_t *page = gl_page_of(seg, p);
-    if (gl_likely(gl_page_is_block_start(page, p))) {
-      *block_out = (void *)p;
-      return page;
-    }
+    gl_page_t *page = gl_page_of(gl_segment_of(p), p);
     void *block = alloc_block_start(page, p);
     if (block == NULL) gl_fatal(what, p, ": not allocated by galleon", NULL);
-    if (block != p && !__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED))
+    if (block != p && !(__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED) &&
+                        (uintptr_t)((gl_block_t *)block)->next == alloc_aligned_tag(page, p)))
       gl_fatal(what, p, ": interior pointer of the block at ", block);
+    if (want_live && alloc_block_is_free(page, block)) gl_fatal(what, p, ": block already freed", NULL);
     *block_out = block;
     return page;
   }
   gl_segment_t *seg = segment_find(p);
   if (seg == NULL || seg->kind != GL_KIND_LARGE) gl_fatal(what, p, ": not allocated by galleon", NULL);
-  *block_out = (uint8_t *)seg + seg->large_offset;
+  uint8_t *block = (uint8_t *)seg + seg->large_offset;
+  if ((const uint8_t *)p != block) {
+    if ((const uint8_t *)p < block || (const uint8_t *)p >= block + seg->large_usable)
+      gl_fatal(what, p, ": not allocated by galleon", NULL);
+    gl_fatal(what, p, ": interior pointer of the block at ", block);
+  }
+  if (want_live && seg->cached) gl_fatal(what, p, ": block already freed", NULL);
+  *block_out = block;
   return NULL;
 }
 
@@ -81,9 +88,6 @@ static void free_in_page(void *p, gl_page_t *page, void *start) {
     page->used--;
     if (page->in_full) heap_page_unfull(heap, page);
     if (page->used == 0) heap_page_retire(heap, page);
-  } else if (page->heap == NULL) {
-    /* An unused page: the block was freed already and its page retired. */
-    alloc_free_double(p);
   } else {
     page_free_remote(page, block);
   }
@@ -101,10 +105,9 @@ void alloc_free_page(void *p, gl_page_t *page) {
 void alloc_free_slow(void *p, const char *what) {
   if (p == NULL) return;
   void *start;
-  gl_page_t *page = alloc_check_owned(p, what, &start);
+  gl_page_t *page = alloc_check_block(p, what, false, &start);
   if (page == NULL) {
-    gl_segment_t *seg = segment_find(p);
-    large_free(seg, p, what);
+    large_free(segment_find(p), p);
     return;
   }
   free_in_page(p, page, start);
@@ -113,8 +116,7 @@ void alloc_free_slow(void *p, const char *what) {
 size_t alloc_usable_size(const void *p) {
   if (gl_segmap_get((uintptr_t)p) == GL_SEGMAP_NONE) return 0; /* NULL and foreign pointers */
   void *start;
-  gl_page_t *page = alloc_check_owned(p, "malloc_usable_size of", &start);
+  gl_page_t *page = alloc_check_block(p, "malloc_usable_size of", true, &start);
   if (page != NULL) return page->block_size - (size_t)((const uint8_t *)p - (uint8_t *)start);
-  gl_segment_t *seg = segment_find(p);
-  return seg->large_usable - (size_t)((const uint8_t *)p - (uint8_t *)start);
+  return segment_find(p)->large_usable;
 }

@@ -18,6 +18,21 @@
 #include "internal.h"
 
 GL_HIDDEN void alloc_free_double(void *p) __attribute__((noreturn, cold));
+
+/* A block is free (on one of its page's lists, or carved and never handed out)
+ * exactly when its second word holds the page key. */
+GL_INLINE bool alloc_block_is_free(const gl_page_t *page, const void *block) {
+  return ((const gl_block_t *)block)->freed_mark == page->key;
+}
+
+/* memalign's tag in the first word of a block handed out at an interior aligned
+ * address: that address, keyed so that stale data does not match by accident. */
+GL_INLINE uintptr_t alloc_aligned_tag(const gl_page_t *page, const void *aligned) {
+  return (uintptr_t)aligned ^ page->key;
+}
+GL_INLINE void alloc_aligned_tag_set(const gl_page_t *page, void *block, void *aligned) {
+  ((gl_block_t *)block)->next = (gl_block_t *)alloc_aligned_tag(page, aligned);
+}
 GL_HIDDEN void alloc_free_page(void *p, gl_page_t *page);
 
 /* Pops a block of `size` (<= GL_DIRECT_MAX) from the heap's direct page, or NULL. */
@@ -44,13 +59,7 @@ GL_INLINE void *alloc_malloc_fast(size_t size) {
 
 GL_INLINE void alloc_free_fast(void *p) {
   uintptr_t addr = (uintptr_t)p;
-  /* No bounds check: every pointer Galleon hands out is below 2^47, so a valid free
-   * indexes the map in bounds.  A pointer above that is no malloc'ed block: the
-   * unchecked load faults, or finds a byte that leads to reading a "page" whose
-   * owner field would have to equal this thread's heap address to pass -- it ends
-   * in the slow path's checked lookup (an error message) or a crash. */
-  size_t unit = addr >> GL_SEGMENT_SHIFT;
-  unsigned shift = atomic_load_explicit(&gl_segmap[unit], memory_order_relaxed);
+  unsigned shift = gl_segmap_get(addr);
   if (gl_likely(shift & GL_SEGMAP_PAGES_BIT)) {
     gl_segment_t *seg = (gl_segment_t *)(addr & ~(uintptr_t)GL_SEGMENT_MASK);
     gl_page_t *page = &seg->pages[(addr & GL_SEGMENT_MASK) >> shift];

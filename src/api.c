@@ -47,9 +47,10 @@ void galleon_free_sized(void *ptr, size_t size) { alloc_free(ptr); }
 void galleon_free_aligned_sized(void *ptr, size_t alignment, size_t size) { alloc_free(ptr); }
 
 /* memalign and aligned_alloc, as glibc 2.36: an alignment that is not a power of
- * two is rounded up to one; an impossible one is EINVAL. */
+ * two is rounded up to one; one above 2^63 (no power of two) is EINVAL; a power of
+ * two too big to satisfy is ENOMEM. */
 static void *memalign_common(size_t alignment, size_t size) {
-  if (alignment > ((size_t)1 << 62)) {
+  if (alignment > ((size_t)1 << 63)) {
     errno = EINVAL;
     return NULL;
   }

@@ -141,7 +141,7 @@ static void thread_free_state_change(gl_page_t *page, uintptr_t from, uintptr_t 
 static void kept_clear(gl_heap_t *heap, gl_page_t *page) {
   if (!page->kept_empty) return;
   page->kept_empty = 0;
-  heap->kept_bytes -= page->area_size;
+  heap->kept_bytes -= gl_page_area(page);
 }
 
 /* Moves a page with no free block to the full list, where malloc no longer looks at
@@ -212,9 +212,9 @@ void heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
   if (!page->in_full) {
     gl_page_queue_t *q = &heap->queues[page->class_idx];
     bool only_small = q->first == page && page->next == NULL && page->class_idx <= GL_CLASS_SMALL_LAST;
-    if (only_small || heap->kept_bytes + page->area_size <= (size_t)gl_options.retain_bytes / 4) {
+    if (only_small || heap->kept_bytes + gl_page_area(page) <= (size_t)gl_options.retain_bytes / 4) {
       page->kept_empty = 1;
-      heap->kept_bytes += page->area_size;
+      heap->kept_bytes += gl_page_area(page);
       return;
     }
   }
@@ -379,7 +379,7 @@ static gl_heap_t *heap_new_locked(void) {
   size_t size = (sizeof(gl_heap_t) + 63) & ~(size_t)63;
   if (heap_pool_next == NULL || heap_pool_next + size > heap_pool_end) {
     size_t chunk = 64 * 1024;
-    uint8_t *mem = os_map_aligned(chunk, os_page_size());
+    uint8_t *mem = os_map(chunk);
     if (mem == NULL) return NULL;
     heap_pool_next = mem;
     heap_pool_end = mem + chunk;

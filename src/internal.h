@@ -63,8 +63,16 @@
 #define GL_PAGE_START_ALIGN ((size_t)16 * 1024) /* every page start is a multiple of this */
 #define GL_LARGE_OFFSET ((size_t)4096) /* where a large block starts in its segment */
 #define GL_MAX_ALLOC ((size_t)PTRDIFF_MAX)
+/* Alignments above this fail with ENOMEM, like requests the address space cannot
+ * hold: every alignment and size computation stays far from wrapping. */
+#define GL_MAX_ALIGN ((size_t)1 << 40)
 #define GL_ADDRESS_BITS 47
 #define GL_SEGMAP_UNITS ((size_t)1 << (GL_ADDRESS_BITS - GL_SEGMENT_SHIFT))
+/* The segment map is two-level so that only the parts covering used address space
+ * are mapped: 512 chunks of 64 Ki entries, each chunk covering 256 GiB. */
+#define GL_SEGMAP_CHUNK_SHIFT 16
+#define GL_SEGMAP_CHUNK_UNITS ((size_t)1 << GL_SEGMAP_CHUNK_SHIFT)
+#define GL_SEGMAP_CHUNKS (GL_SEGMAP_UNITS >> GL_SEGMAP_CHUNK_SHIFT)
 #define GL_MIN_ALIGN 16
 
 /* Segment map entries: what the 4 MiB unit at an address is.  For a small or
@@ -111,13 +119,13 @@ typedef struct gl_page_s {
   uint32_t used;     /* blocks handed out (including remote frees not yet collected) */
   uint8_t in_full;      /* on heap->full */
   uint8_t has_aligned;  /* some block was handed out at an interior, aligned address */
-  uint8_t free_is_zero; /* blocks on `free` are zero but for their first word */
+  uint8_t free_is_zero; /* blocks on `free` are zero but for their two list words */
   uint8_t mem_is_zero;  /* never-carved memory of this page is zero */
   struct gl_heap_s *fast_owner; /* == heap while a local free may take the fast path;
                                    NULL while the page is unused or on the full list */
   uint8_t *start;               /* first block */
   uint64_t div_magic;           /* offset % block_size == 0  <=>  offset * magic < magic (mod 2^64) */
-  size_t area_size;             /* reserved * block_size */
+  size_t carved_bytes;          /* capacity * block_size: what free() accepts; 0 unused */
   uintptr_t key;                /* secret for freed marks */
   gl_block_t *local_free;       /* frees by the owning thread */
   /* Second cache line: remote frees and slow paths. */
@@ -200,7 +208,9 @@ typedef struct gl_options_s {
 } gl_options_t;
 
 extern GL_HIDDEN gl_options_t gl_options;
-extern GL_HIDDEN _Atomic(uint8_t) gl_segmap[GL_SEGMAP_UNITS];
+/* Chunks of the segment map; an entry of gl_segmap_zero_chunk (all NONE) until the
+ * first segment in its 256 GiB range is mapped. */
+extern GL_HIDDEN _Atomic(uint8_t) *gl_segmap[GL_SEGMAP_CHUNKS];
 extern GL_HIDDEN __thread gl_heap_t *gl_tls_heap;
 extern GL_HIDDEN gl_heap_t gl_heap_empty;
 extern GL_HIDDEN gl_page_t gl_page_empty;
@@ -226,10 +236,14 @@ GL_INLINE size_t gl_counter_get(_Atomic(size_t) *c) {
 }
 
 /* ---- Segment map helpers ---- */
+/* What the 4 MiB unit at addr is; NONE for any address Galleon never mapped,
+ * including those at or above 2^47.  Four instructions past the shift: a compare,
+ * two loads and a mask. */
 GL_INLINE uint8_t gl_segmap_get(uintptr_t addr) {
   size_t unit = addr >> GL_SEGMENT_SHIFT;
   if (gl_unlikely(unit >= GL_SEGMAP_UNITS)) return GL_SEGMAP_NONE;
-  return atomic_load_explicit(&gl_segmap[unit], memory_order_relaxed);
+  _Atomic(uint8_t) *chunk = gl_segmap[unit >> GL_SEGMAP_CHUNK_SHIFT];
+  return atomic_load_explicit(&chunk[unit & (GL_SEGMAP_CHUNK_UNITS - 1)], memory_order_relaxed);
 }
 GL_INLINE gl_segment_t *gl_segment_of(const void *p) {
   return (gl_segment_t *)((uintptr_t)p & ~(uintptr_t)GL_SEGMENT_MASK);
@@ -247,19 +261,21 @@ GL_INLINE size_t gl_page_area(const gl_page_t *page) {
   return (size_t)(end - page->start);
 }
 
-/* p is a block start of a page in use (unused pages have area_size 0), with no
- * division: Lemire's test n % d == 0 <=> n * ceil(2^64/d) < ceil(2^64/d). */
+/* p is the start of a block the page has carved (unused pages have carved_bytes
+ * 0), with no division: Lemire's test n % d == 0 <=> n * ceil(2^64/d) < ceil(2^64/d). */
 GL_INLINE bool gl_page_is_block_start(const gl_page_t *page, const void *p) {
   uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
   uint64_t magic = page->div_magic;
-  return offset < page->area_size && offset * magic < magic;
+  return offset < page->carved_bytes && offset * magic < magic;
 }
 
 /* ---- os_linux.c ---- */
 GL_HIDDEN void os_init(void);
 GL_HIDDEN size_t os_page_size(void);
+GL_HIDDEN void *os_map(size_t size);
 GL_HIDDEN void *os_map_aligned(size_t size, size_t alignment);
 GL_HIDDEN void *os_reserve_aligned(size_t size, size_t alignment);
+GL_HIDDEN bool os_commit(void *addr, size_t size);
 GL_HIDDEN void os_unmap(void *addr, size_t size);
 GL_HIDDEN bool os_purge(void *addr, size_t size); /* true: memory reads as zero afterwards */
 GL_HIDDEN bool os_resize_in_place(void *addr, size_t old_size, size_t new_size);
@@ -284,6 +300,7 @@ GL_HIDDEN gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool 
 GL_HIDDEN void segment_large_free(gl_segment_t *seg);
 GL_HIDDEN gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size);
 GL_HIDDEN void segment_cache_collect(uint64_t now, bool force);
+GL_HIDDEN bool segment_map_reserve(const void *addr, size_t size);
 GL_HIDDEN void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t kind_value);
 GL_HIDDEN void segment_cache_lock(void);
 GL_HIDDEN void segment_cache_unlock(void);
@@ -319,11 +336,11 @@ GL_HIDDEN void alloc_free(void *p);
 GL_HIDDEN size_t alloc_usable_size(const void *p);
 GL_HIDDEN void *alloc_block_start(gl_page_t *page, const void *p);
 GL_HIDDEN void alloc_free_slow(void *p, const char *what);
-GL_HIDDEN gl_page_t *alloc_check_owned(const void *p, const char *what, void **block_out);
+GL_HIDDEN gl_page_t *alloc_check_block(const void *p, const char *what, bool want_live, void **block_out);
 
 /* ---- large.c ---- */
 GL_HIDDEN void *large_alloc(size_t size, size_t alignment, bool zero);
-GL_HIDDEN void large_free(gl_segment_t *seg, void *p, const char *what);
+GL_HIDDEN void large_free(gl_segment_t *seg, void *p);
 GL_HIDDEN void *large_realloc(gl_segment_t *seg, void *p, size_t size);
 
 /* ---- purge.c ---- */

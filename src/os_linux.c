@@ -2,13 +2,23 @@
  *
  * Contract for the layers above:
  *  - os_map_aligned(size, alignment): read-write, zeroed, lazily committed memory
- *    whose start is a multiple of alignment (a power of two >= the OS page), or NULL
- *    (errno = ENOMEM).  MAP_NORESERVE: untouched pages cost nothing.
- *  - os_reserve_aligned(): the same address-space shape, as a target for os_move.
+ *    whose start is a multiple of alignment (a power of two >= the OS page), or NULL.
+ *    The mapping is accounted (no MAP_NORESERVE): under the kernel's overcommit
+ *    policy an impossible request fails here, as glibc's malloc does, instead of
+ *    succeeding and meeting the OOM killer later.  Untouched pages still cost no RAM.
+ *  - os_map(size): read-write, zeroed memory for metadata, anywhere (OS page aligned).
+ *  - os_reserve_aligned(): the same address-space shape with no access and no
+ *    commitment, as a target for os_move or for os_commit.
+ *  - os_commit(addr, size): makes reserved pages read-write (and charged); false
+ *    when the overcommit policy refuses.
  *  - os_purge(addr, size): the range stays mapped but gives its memory back; returns
  *    true when it will read as zero afterwards (MADV_DONTNEED), false for MADV_FREE.
  *  - os_resize_in_place / os_move: mremap, never copying page contents.
- *  - Nothing here allocates, and errno is left as it was on every successful path.
+ *  - os_write(): the raw write system call -- not a cancellation point, so a
+ *    diagnostic is printed even in a thread with a pending cancel.
+ *  - os_getenv(): secure_getenv, so set-user-ID programs ignore GALLEON_* variables.
+ *  - Nothing here allocates, and nothing here changes errno: a failure is reported
+ *    by the return value, and the public API sets errno when it gives up.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,12 +51,11 @@ size_t os_page_size(void) { return os_page; }
 
 static void *os_mmap(void *hint, size_t size, int prot) {
   int saved = errno;
-  void *p = mmap(hint, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) {
-    errno = ENOMEM;
-    return NULL;
-  }
+  /* No MAP_NORESERVE: writable mappings are charged against the overcommit limit
+   * (PROT_NONE ones are never charged, and are charged when made writable). */
+  void *p = mmap(hint, size, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   errno = saved;
+  if (p == MAP_FAILED) return NULL;
   gl_counter_add(&gl_counters.mmap_calls, 1);
   return p;
 }
@@ -59,33 +68,60 @@ void os_unmap(void *addr, size_t size) {
   gl_counter_add(&gl_counters.munmap_calls, 1);
 }
 
+/* Requests up to this size go through the address hint; bigger ones (rare, and
+ * often probes that fail) would use up the hint range. */
+#define OS_HINT_MAX_SIZE ((size_t)1 << 30)
+#define OS_HINT_END ((uintptr_t)120 << 40)
+
 static void *os_map_aligned_prot(size_t size, size_t alignment, int prot) {
   if (alignment < os_page) alignment = os_page;
-  if (size > GL_MAX_ALLOC - alignment) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  /* 1. Try the hint: one system call in the common case. */
-  if (alignment <= GL_SEGMENT_SIZE) {
-    size_t step = (size + GL_SEGMENT_MASK) & ~GL_SEGMENT_MASK;
-    uintptr_t hint = atomic_fetch_add_explicit(&os_hint, step, memory_order_relaxed);
-    if (hint != 0 && hint < ((uintptr_t)120 << 40)) {
+  if (alignment > GL_MAX_ALIGN || size > GL_MAX_ALLOC - alignment) return NULL;
+  /* 1. Try the hint: one system call in the common case.  The hint moves on only
+   * when a mapping landed on it, so a failed request does not consume it. */
+  if (alignment <= GL_SEGMENT_SIZE && size <= OS_HINT_MAX_SIZE) {
+    size_t step = gl_align_up(size, GL_SEGMENT_SIZE);
+    uintptr_t hint = atomic_load_explicit(&os_hint, memory_order_relaxed);
+    if (hint != 0 && hint < OS_HINT_END) {
       void *p = os_mmap((void *)hint, size, prot);
       if (p == NULL) return NULL;
+      if ((uintptr_t)p == hint)
+        atomic_compare_exchange_strong_explicit(&os_hint, &hint, hint + step, memory_order_relaxed,
+                                                memory_order_relaxed);
       if (((uintptr_t)p & (alignment - 1)) == 0) return p;
       os_unmap(p, size);
+      /* The range at the hint is taken: skip past it. */
+      atomic_compare_exchange_strong_explicit(&os_hint, &hint, hint + step, memory_order_relaxed,
+                                              memory_order_relaxed);
     }
   }
-  /* 2. Over-map by the alignment and trim both ends. */
+  /* 2. Reserve alignment more than needed, trim both ends, and make the middle
+   * accessible: the slack is never charged as committed memory. */
   size_t over = size + alignment;
-  uint8_t *raw = os_mmap(NULL, over, prot);
+  uint8_t *raw = os_mmap(NULL, over, PROT_NONE);
   if (raw == NULL) return NULL;
   uintptr_t aligned = ((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1);
   size_t head = aligned - (uintptr_t)raw;
   size_t tail = over - head - size;
   if (head) os_unmap(raw, head);
   if (tail) os_unmap((void *)(aligned + size), tail);
+  if (prot != PROT_NONE && !os_commit((void *)aligned, size)) {
+    os_unmap((void *)aligned, size);
+    return NULL;
+  }
   return (void *)aligned;
+}
+
+bool os_commit(void *addr, size_t size) {
+  int saved = errno;
+  int rc = mprotect(addr, size, PROT_READ | PROT_WRITE);
+  errno = saved;
+  return rc == 0;
+}
+
+void *os_map(size_t size) {
+  if (size > GL_MAX_ALLOC) return NULL;
+  void *p = os_mmap(NULL, size, PROT_READ | PROT_WRITE);
+  return p;
 }
 
 void *os_map_aligned(size_t size, size_t alignment) {
@@ -149,7 +185,8 @@ uint64_t os_random(void) {
 void os_write(int fd, const char *text, size_t len) {
   int saved = errno;
   while (len > 0) {
-    ssize_t n = write(fd, text, len);
+    /* syscall(), not write(): write is a cancellation point. */
+    long n = syscall(SYS_write, fd, text, len);
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
       break;
@@ -160,5 +197,6 @@ void os_write(int fd, const char *text, size_t len) {
   errno = saved;
 }
 
-/* getenv() does not allocate in glibc; it is safe before main and in any thread. */
-const char *os_getenv(const char *name) { return getenv(name); }
+/* secure_getenv() does not allocate in glibc; it is safe before main and in any
+ * thread, and returns NULL in set-user-ID and set-group-ID programs. */
+const char *os_getenv(const char *name) { return secure_getenv(name); }

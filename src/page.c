@@ -35,7 +35,7 @@ void page_init(gl_heap_t *heap, gl_page_t *page, uint8_t class_idx, bool mem_is_
   page->heap = heap;
   __atomic_store_n(&page->fast_owner, heap, __ATOMIC_RELAXED);
   page->div_magic = UINT64_MAX / bs + 1;
-  page->area_size = (uint32_t)(reserved * bs);
+  page->carved_bytes = 0;
   page->in_full = 0;
   page->has_aligned = 0;
   page->free_is_zero = 0;
@@ -61,10 +61,18 @@ bool page_extend(gl_page_t *page) {
   if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
   uint8_t *first = page->start + (size_t)page->capacity * bs;
   uint8_t *last = first + (size_t)(n - 1) * bs;
-  for (uint8_t *b = first; b < last; b += bs) ((gl_block_t *)b)->next = (gl_block_t *)(b + bs);
+  uintptr_t key = page->key;
+  /* Carved blocks carry the freed mark: a free() of one that was never handed out
+   * is a double free, not a second copy of it on the list. */
+  for (uint8_t *b = first; b < last; b += bs) {
+    ((gl_block_t *)b)->next = (gl_block_t *)(b + bs);
+    ((gl_block_t *)b)->freed_mark = key;
+  }
   ((gl_block_t *)last)->next = NULL;
+  ((gl_block_t *)last)->freed_mark = key;
   page->free = (gl_block_t *)first;
   page->capacity += n;
+  page->carved_bytes = (size_t)page->capacity * bs;
   page->free_is_zero = page->mem_is_zero;
   return true;
 }

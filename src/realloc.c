@@ -9,21 +9,15 @@
 
 void *realloc_impl(void *p, size_t size) {
   if (p == NULL) return alloc_malloc(size);
+  /* Validated first: a bad or freed pointer is reported even when the size is bad,
+   * and before anything is copied. */
+  void *start;
+  gl_page_t *page = alloc_check_block(p, "invalid realloc of", true, &start);
   if (size > GL_MAX_ALLOC) {
-    /* Validate p first: a bad pointer is reported even when the size is bad. */
-    void *start;
-    (void)alloc_check_owned(p, "invalid realloc of", &start);
     errno = ENOMEM;
     return NULL;
   }
-  void *start;
-  gl_page_t *page = alloc_check_owned(p, "invalid realloc of", &start);
-  if (page == NULL) {
-    gl_segment_t *seg = segment_find(p);
-    if (seg->cached) gl_fatal("invalid realloc of", p, ": block already freed", NULL);
-    return large_realloc(seg, p, size);
-  }
-  if (page->heap == NULL) gl_fatal("invalid realloc of", p, ": block already freed", NULL);
+  if (page == NULL) return large_realloc(segment_find(p), p, size);
   size_t usable = page->block_size - (size_t)((uint8_t *)p - (uint8_t *)start);
   if (size <= usable && size >= usable / 2) return p;
   void *fresh = alloc_malloc(size);

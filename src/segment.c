@@ -21,7 +21,10 @@
 #include "internal.h"
 #include "sizeclass.h"
 
-_Atomic(uint8_t) gl_segmap[GL_SEGMAP_UNITS];
+/* Read by every free(); an unused range points at the zero chunk, which is never
+ * written, so a lookup needs no NULL test. */
+static _Atomic(uint8_t) segmap_zero_chunk[GL_SEGMAP_CHUNK_UNITS];
+_Atomic(uint8_t) *gl_segmap[GL_SEGMAP_CHUNKS] = {[0 ... GL_SEGMAP_CHUNKS - 1] = segmap_zero_chunk};
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static gl_segment_t *cache_first; /* most recently cached first */
@@ -39,13 +42,41 @@ static size_t segment_header_size(unsigned page_count) {
   return gl_align_up(sizeof(gl_segment_t) + page_count * sizeof(gl_page_t), GL_PAGE_START_ALIGN);
 }
 
+/* Maps the chunks of the segment map that cover [addr, addr + size); false when the
+ * OS has no memory for one.  Chunks are installed with a CAS and never removed, so
+ * no lock is needed and a fork() at any point leaves a usable map. */
+bool segment_map_reserve(const void *addr, size_t size) {
+  size_t first = (uintptr_t)addr >> GL_SEGMENT_SHIFT;
+  size_t last = ((uintptr_t)addr + size - 1) >> GL_SEGMENT_SHIFT;
+  if (size == 0 || last >= GL_SEGMAP_UNITS || last < first) return false;
+  for (size_t c = first >> GL_SEGMAP_CHUNK_SHIFT; c <= last >> GL_SEGMAP_CHUNK_SHIFT; c++) {
+    _Atomic(uint8_t) *chunk = atomic_load_explicit(&gl_segmap[c], memory_order_acquire);
+    if (chunk != segmap_zero_chunk) continue;
+    _Atomic(uint8_t) *fresh = os_map(GL_SEGMAP_CHUNK_UNITS);
+    if (fresh == NULL) return false;
+    if (!atomic_compare_exchange_strong_explicit(&gl_segmap[c], &chunk, fresh, memory_order_acq_rel,
+                                                 memory_order_acquire))
+      os_unmap(fresh, GL_SEGMAP_CHUNK_UNITS); /* another thread installed one */
+  }
+  return true;
+}
+
+/* Marks the units of a mapping: `value` for the first, GL_SEGMAP_TAIL for the rest
+ * (or NONE for all).  Setting requires segment_map_reserve() to have succeeded for
+ * the range. */
 void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t value) {
   size_t first = (uintptr_t)seg >> GL_SEGMENT_SHIFT;
   size_t units = (mapped_size + GL_SEGMENT_MASK) >> GL_SEGMENT_SHIFT;
   for (size_t i = 0; i < units && first + i < GL_SEGMAP_UNITS; i++) {
+    size_t unit = first + i;
+    _Atomic(uint8_t) *chunk = atomic_load_explicit(&gl_segmap[unit >> GL_SEGMAP_CHUNK_SHIFT], memory_order_acquire);
+    if (chunk == segmap_zero_chunk) {
+      gl_assert(value == GL_SEGMAP_NONE);
+      continue;
+    }
     uint8_t v = value;
     if (i > 0 && value != GL_SEGMAP_NONE) v = GL_SEGMAP_TAIL;
-    atomic_store_explicit(&gl_segmap[first + i], v, memory_order_relaxed);
+    atomic_store_explicit(&chunk[unit & (GL_SEGMAP_CHUNK_UNITS - 1)], v, memory_order_relaxed);
   }
 }
 
@@ -54,11 +85,22 @@ gl_segment_t *segment_find(const void *p) {
   uintptr_t unit = (uintptr_t)p >> GL_SEGMENT_SHIFT;
   if (unit >= GL_SEGMAP_UNITS) return NULL;
   for (;;) {
-    uint8_t v = atomic_load_explicit(&gl_segmap[unit], memory_order_relaxed);
+    uint8_t v = gl_segmap_get(unit << GL_SEGMENT_SHIFT);
     if ((v & GL_SEGMAP_PAGES_BIT) || v == GL_SEGMAP_LARGE) return (gl_segment_t *)(unit << GL_SEGMENT_SHIFT);
     if (v != GL_SEGMAP_TAIL || unit == 0) return NULL;
     unit--;
   }
+}
+
+/* Fresh address space for a segment (read-write, or reserved only), with the
+ * segment-map chunks that will describe it already in place. */
+static void *segment_os_map(size_t size, size_t alignment, bool reserve_only) {
+  void *p = reserve_only ? os_reserve_aligned(size, alignment) : os_map_aligned(size, alignment);
+  if (p != NULL && !segment_map_reserve(p, size)) {
+    os_unmap(p, size);
+    return NULL;
+  }
+  return p;
 }
 
 static void counters_mapped(size_t bytes) {
@@ -246,7 +288,7 @@ static gl_segment_t *segment_new_pages(gl_heap_t *heap, gl_kind_t kind) {
   bool is_zero = false;
   gl_segment_t *seg = cache_take(GL_SEGMENT_SIZE, true, false, &is_zero);
   if (seg == NULL) {
-    seg = os_map_aligned(GL_SEGMENT_SIZE, GL_SEGMENT_SIZE);
+    seg = segment_os_map(GL_SEGMENT_SIZE, GL_SEGMENT_SIZE, false);
     if (seg == NULL) return NULL;
     is_zero = true;
     counters_mapped(GL_SEGMENT_SIZE);
@@ -343,7 +385,7 @@ void segment_page_free(gl_heap_t *heap, gl_page_t *page) {
   __atomic_store_n(&page->fast_owner, NULL, __ATOMIC_RELAXED);
   page->free = NULL;
   page->local_free = NULL;
-  page->area_size = 0;
+  page->carved_bytes = 0;
   page->state = GL_PAGE_FREE_DIRTY;
   page->purge_at = os_clock_ms() + (uint64_t)gl_options.purge_delay_ms;
   /* Append to the purge queue: it stays sorted by purge_at. */
@@ -417,7 +459,7 @@ size_t segment_cache_dirty_bytes(void) { return __atomic_load_n(&cache_dirty_byt
 static gl_segment_t *segment_split(gl_segment_t *seg, size_t keep) {
   size_t old_size = seg->mapped_size, tail = old_size - keep;
   if (tail < ((size_t)1 << 20)) return segment_resize(seg, keep);
-  void *target = os_reserve_aligned(tail, GL_SEGMENT_SIZE);
+  void *target = segment_os_map(tail, GL_SEGMENT_SIZE, true);
   if (target == NULL) return segment_resize(seg, keep);
   if (!os_move((uint8_t *)seg + keep, tail, tail, target)) {
     os_unmap(target, tail);
@@ -447,8 +489,9 @@ gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size) {
   size_t old_size = seg->mapped_size;
   uint8_t value = gl_segmap_get((uintptr_t)seg);
   if (new_size == old_size) return seg;
+  if (new_size > old_size && !segment_map_reserve(seg, new_size)) return NULL;
   if (new_size > old_size && !os_resize_in_place(seg, old_size, new_size)) {
-    void *target = os_reserve_aligned(new_size, GL_SEGMENT_SIZE);
+    void *target = segment_os_map(new_size, GL_SEGMENT_SIZE, true);
     if (target == NULL) return NULL;
     if (!os_move(seg, old_size, new_size, target)) {
       os_unmap(target, new_size);
@@ -468,11 +511,16 @@ gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size) {
 }
 
 
+/* A large segment for a block of `size` bytes aligned to `alignment` (a power of
+ * two <= GL_MAX_ALIGN).  The block starts at large_offset: one OS page in, or at
+ * min(alignment, GL_SEGMENT_SIZE) for bigger alignments.  A zero-byte block still
+ * gets one byte, so its address lies inside the mapping. */
 gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) {
   size_t page = os_page_size();
   size_t offset = GL_LARGE_OFFSET;
   if (alignment > offset) offset = alignment < GL_SEGMENT_SIZE ? alignment : GL_SEGMENT_SIZE;
-  if (size > GL_MAX_ALLOC - offset - alignment - GL_SEGMENT_SIZE) return NULL;
+  if (alignment > GL_MAX_ALIGN || size > GL_MAX_ALLOC - GL_MAX_ALIGN - 2 * GL_SEGMENT_SIZE) return NULL;
+  if (size == 0) size = 1;
   size_t needed = gl_align_up(offset + size, page);
   gl_segment_t *seg = NULL;
   *is_zero = false;
@@ -489,16 +537,21 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
   }
   if (seg == NULL) {
     if (alignment <= GL_SEGMENT_SIZE) {
-      seg = os_map_aligned(needed, GL_SEGMENT_SIZE);
+      seg = segment_os_map(needed, GL_SEGMENT_SIZE, false);
       if (seg == NULL) return NULL;
     } else {
       /* The block must sit at an `alignment` boundary with the header one segment
-       * below it: map alignment + needed bytes aligned to `alignment`, then drop the
-       * part before the header. */
-      uint8_t *base = os_map_aligned(alignment + needed - offset, alignment);
+       * below it: reserve alignment + needed bytes aligned to `alignment`, drop the
+       * part before the header, and commit the rest. */
+      size_t span = alignment - GL_SEGMENT_SIZE + needed;
+      uint8_t *base = segment_os_map(span, alignment, true);
       if (base == NULL) return NULL;
       uint8_t *header = base + alignment - GL_SEGMENT_SIZE;
       os_unmap(base, (size_t)(header - base));
+      if (!os_commit(header, needed)) {
+        os_unmap(header, needed);
+        return NULL;
+      }
       seg = (gl_segment_t *)header;
     }
     *is_zero = true;
