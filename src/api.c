@@ -1,6 +1,7 @@
 /* api.c: the public galleon_* API with glibc's semantics, and the never-fail
  * helpers.  The standard names (override.c) forward here. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -104,8 +105,8 @@ int galleon_mallopt(int param, int value) {
   heap_process_init();
   switch (param) {
     case GL_M_TRIM_THRESHOLD: /* free memory kept resident before purging early */
-      if (value < 0) return 0;
-      galleon_option_set("retain_bytes", value);
+      /* glibc takes the value as unsigned: -1 means "never trim early". */
+      galleon_option_set("retain_bytes", value < 0 ? LONG_MAX : value);
       return 1;
     case GL_M_MXFAST:
     case GL_M_TOP_PAD:

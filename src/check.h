@@ -35,6 +35,14 @@ GL_HIDDEN size_t gl_fmt_str(char *buf, size_t at, size_t cap, const char *text);
 GL_HIDDEN size_t gl_fmt_hex(char *buf, size_t at, size_t cap, uintptr_t value);
 GL_HIDDEN size_t gl_fmt_dec(char *buf, size_t at, size_t cap, size_t value);
 
+/* In a fork child: whether no thread held m when fork() was called.  Either way m is
+ * left unlocked and usable.  A held lock means its data may be half-changed. */
+GL_INLINE bool gl_mutex_was_free_at_fork(pthread_mutex_t *m) {
+  bool was_free = pthread_mutex_trylock(m) == 0;
+  pthread_mutex_init(m, NULL);
+  return was_free;
+}
+
 #define gl_assert(e)                                                    \
   do {                                                                  \
     if (GL_DEBUG_CHECKS && !(e)) gl_assert_fail(#e, __FILE__, __LINE__); \

@@ -21,6 +21,8 @@
 gl_page_t gl_page_empty;
 gl_heap_t gl_heap_empty = {.direct = {[0 ... GL_DIRECT_COUNT - 1] = &gl_page_empty}};
 __thread gl_heap_t *gl_tls_heap __attribute__((tls_model("initial-exec"))) = &gl_heap_empty;
+/* Set once this thread's heap was abandoned at thread exit. */
+static __thread uint8_t gl_tls_heap_done __attribute__((tls_model("initial-exec")));
 gl_counters_t gl_counters;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -36,6 +38,7 @@ static bool thread_key_ok;
 
 static void heap_thread_done(void *value);
 static void direct_ranges_init(void);
+static void heap_fork_child(void);
 
 gl_heap_t *heap_registry_first(void) {
   return atomic_load_explicit(&heaps_all, memory_order_acquire);
@@ -60,7 +63,7 @@ void heap_process_init(void) {
 
 __attribute__((constructor)) static void heap_constructor(void) {
   heap_process_init();
-  pthread_atfork(heap_fork_prepare, heap_fork_parent, heap_fork_child);
+  pthread_atfork(NULL, NULL, heap_fork_child);
 }
 
 /* Written under heap->lock (segment.c), read here without it. */
@@ -332,14 +335,8 @@ GL_INLINE void *page_take_block(gl_page_t *page, size_t size, bool zero) {
   return block;
 }
 
-static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zero) {
-  if (gl_unlikely(heap == &gl_heap_empty)) {
-    heap = heap_get_or_init();
-    if (heap == NULL) {
-      errno = ENOMEM;
-      return NULL;
-    }
-  }
+/* Allocates from `heap`, which this thread owns (or holds exit_lock for). */
+static void *heap_alloc_from(gl_heap_t *heap, size_t size, bool zero) {
   if (gl_unlikely(size > GL_MEDIUM_MAX)) return large_alloc(size, 0, zero);
   unsigned cls = sizeclass_of(size);
   gl_page_t *page = heap->queues[cls].first;
@@ -352,6 +349,20 @@ static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zer
     }
   }
   return page_take_block(page, size, zero);
+}
+
+static void *heap_malloc_after_exit(size_t size, bool zero);
+
+static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zero) {
+  if (gl_unlikely(heap == &gl_heap_empty)) {
+    if (gl_unlikely(gl_tls_heap_done)) return heap_malloc_after_exit(size, zero);
+    heap = heap_get_or_init();
+    if (heap == NULL) {
+      errno = ENOMEM;
+      return NULL;
+    }
+  }
+  return heap_alloc_from(heap, size, zero);
 }
 
 /* malloc's first stop off the fast path.  Kept small (no register spills): it pops
@@ -426,6 +437,7 @@ static void heap_thread_done(void *value) {
   if (heap == NULL || heap == &gl_heap_empty || heap != gl_tls_heap) return;
   heap_collect(heap, false);
   gl_tls_heap = &gl_heap_empty;
+  gl_tls_heap_done = 1;
   pthread_mutex_lock(&registry_lock);
   heap->state = GL_HEAP_ABANDONED;
   heap->abandoned_next = heaps_abandoned;
@@ -437,28 +449,73 @@ static void heap_thread_done(void *value) {
   purge_notify(heap_dirty(heap) + segment_cache_dirty_bytes());
 }
 
+/* After its heap is abandoned a thread may still allocate: a pthread key destructor
+ * that runs after Galleon's, or in glibc's last destructor round, when a new heap
+ * would never be abandoned again.  Such calls share one heap under exit_lock.  No
+ * thread has it as gl_tls_heap, so every free into it is a remote free. */
+static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
+static gl_heap_t *exit_heap;
+
+static void *heap_malloc_after_exit(size_t size, bool zero) {
+  if (size > GL_MEDIUM_MAX) return large_alloc(size, 0, zero);
+  pthread_mutex_lock(&exit_lock);
+  if (exit_heap == NULL) {
+    pthread_mutex_lock(&registry_lock);
+    exit_heap = heap_new_locked();
+    if (exit_heap != NULL) atomic_store_explicit(&exit_heap->state, GL_HEAP_ACTIVE, memory_order_relaxed);
+    pthread_mutex_unlock(&registry_lock);
+  }
+  void *p = NULL;
+  if (exit_heap != NULL) p = heap_alloc_from(exit_heap, size, zero);
+  else errno = ENOMEM;
+  pthread_mutex_unlock(&exit_lock);
+  return p;
+}
+
 /* ---- fork ----
- * Before fork every global lock and every heap's lock is taken (in lock order), so
- * no thread -- the purger included -- is half-way through a segment, cache or
- * registry change, and the child finds all of them consistent.  Heaps of threads
- * that do not exist in the child are left alone: their owner may have been in the
- * middle of a fast path, so their page lists are not trusted; their blocks stay
- * valid and may be freed (as remote frees) by the child. */
-void heap_fork_prepare(void) {
-  pthread_mutex_lock(&registry_lock);
-  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) pthread_mutex_lock(&h->lock);
-  segment_cache_lock();
+ * fork() holds no Galleon lock: a prepare handler that took the heap locks would
+ * hold them while glibc's fork waits for the stdio list lock, and a thread in
+ * fflush(NULL) holds that while it waits for a FILE whose owner is inside malloc
+ * (and a fork from a signal handler that interrupted fork would lock them twice).
+ * Galleon's locks are leaves -- never held while waiting for anything outside
+ * Galleon -- so instead the child repairs: a lock it finds held was held by a thread
+ * that does not exist in the child (or by this thread, interrupted by a signal
+ * handler that forked), and what that lock guards may be half-changed.  Such a heap
+ * is marked lost and never touched again (its blocks stay valid: freeing one is a
+ * remote free that nobody collects); if it was this thread's heap, the thread takes
+ * a fresh one at its next malloc.  Heaps of threads that do not exist in the child
+ * keep their pages; their blocks may be freed by the child. */
+bool heap_is_lost(gl_heap_t *heap) {
+  return atomic_load_explicit(&heap->state, memory_order_relaxed) == GL_HEAP_LOST;
 }
 
-void heap_fork_parent(void) {
-  segment_cache_unlock();
-  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) pthread_mutex_unlock(&h->lock);
-  pthread_mutex_unlock(&registry_lock);
-}
-
-void heap_fork_child(void) {
-  segment_cache_reset_lock();
-  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) pthread_mutex_init(&h->lock, NULL);
-  pthread_mutex_init(&registry_lock, NULL);
+static void heap_fork_child(void) {
+  if (!gl_mutex_was_free_at_fork(&registry_lock)) {
+    /* Mid-adoption, abandonment or heap creation: forget the abandoned list and the
+     * rest of the pool chunk.  The list of all heaps is append-only and published
+     * with one release store, so it is whole. */
+    heaps_abandoned = NULL;
+    atomic_store_explicit(&abandoned_count, 0, memory_order_relaxed);
+    heap_pool_next = heap_pool_end = NULL;
+  }
+  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) {
+    if (gl_mutex_was_free_at_fork(&h->lock)) continue;
+    atomic_store_explicit(&h->state, GL_HEAP_LOST, memory_order_relaxed);
+    __atomic_store_n(&h->next_purge_ms, UINT64_MAX, __ATOMIC_RELAXED);
+    if (h == gl_tls_heap) gl_tls_heap = &gl_heap_empty;
+  }
+  for (gl_heap_t **link = &heaps_abandoned; *link;) {
+    if (heap_is_lost(*link)) {
+      *link = (*link)->abandoned_next;
+      atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
+    } else {
+      link = &(*link)->abandoned_next;
+    }
+  }
+  if (!gl_mutex_was_free_at_fork(&exit_lock) && exit_heap != NULL) {
+    atomic_store_explicit(&exit_heap->state, GL_HEAP_LOST, memory_order_relaxed);
+    exit_heap = NULL;
+  }
+  segment_fork_child();
   purge_fork_child();
 }

@@ -174,7 +174,11 @@ typedef struct gl_page_queue_s {
   gl_page_t *last;
 } gl_page_queue_t;
 
-typedef enum { GL_HEAP_ACTIVE = 1, GL_HEAP_ABANDONED = 2 } gl_heap_state_t;
+typedef enum {
+  GL_HEAP_ACTIVE = 1,    /* a thread owns it */
+  GL_HEAP_ABANDONED = 2, /* its thread exited: on the abandoned list */
+  GL_HEAP_LOST = 3,      /* a fork child found it mid-change: never touched again */
+} gl_heap_state_t;
 
 typedef struct gl_heap_s {
   gl_page_t *direct[GL_DIRECT_COUNT]; /* (size + 15) / 16 -> page to allocate from */
@@ -191,7 +195,7 @@ typedef struct gl_heap_s {
   uint64_t next_collect_ms;      /* next full collection of remote frees */
   pthread_mutex_t lock;          /* segments, masks, purge queue: see segment.c */
   uint32_t slow_calls;
-  int state;                     /* gl_heap_state_t */
+  _Atomic(int) state;            /* gl_heap_state_t */
   struct gl_heap_s *all_next;       /* every heap ever made (never freed) */
   struct gl_heap_s *abandoned_next; /* abandoned list */
 } gl_heap_t;
@@ -302,9 +306,7 @@ GL_HIDDEN gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size);
 GL_HIDDEN void segment_cache_collect(uint64_t now, bool force);
 GL_HIDDEN bool segment_map_reserve(const void *addr, size_t size);
 GL_HIDDEN void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t kind_value);
-GL_HIDDEN void segment_cache_lock(void);
-GL_HIDDEN void segment_cache_unlock(void);
-GL_HIDDEN void segment_cache_reset_lock(void);
+GL_HIDDEN void segment_fork_child(void);
 GL_HIDDEN gl_segment_t *segment_find(const void *p);
 GL_HIDDEN void segment_cache_stats(size_t *count, size_t *bytes, size_t *dirty_bytes);
 
@@ -323,11 +325,9 @@ GL_HIDDEN void heap_page_unfull(gl_heap_t *heap, gl_page_t *page);
 GL_HIDDEN void heap_collect(gl_heap_t *heap, bool force);
 GL_HIDDEN void heap_collect_abandoned(bool force);
 GL_HIDDEN uint64_t heap_abandoned_next_ms(void);
-GL_HIDDEN void heap_fork_prepare(void);
-GL_HIDDEN void heap_fork_parent(void);
-GL_HIDDEN void heap_fork_child(void);
 GL_HIDDEN void heap_process_init(void);
 GL_HIDDEN gl_heap_t *heap_registry_first(void);
+GL_HIDDEN bool heap_is_lost(gl_heap_t *heap);
 
 /* ---- alloc.c ---- */
 GL_HIDDEN void *alloc_malloc(size_t size);

@@ -38,6 +38,7 @@ static uint64_t purge_round(void) {
   uint64_t now = os_clock_ms();
   uint64_t next = UINT64_MAX;
   for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) {
+    if (heap_is_lost(h)) continue;
     uint64_t due = __atomic_load_n(&h->next_purge_ms, __ATOMIC_RELAXED);
     if (due <= now && !segment_purge_try(h, now)) due = now + 1; /* busy: retry soon */
     else due = __atomic_load_n(&h->next_purge_ms, __ATOMIC_RELAXED);
@@ -143,6 +144,7 @@ void purge_notify(size_t dirty_bytes) {
   }
 }
 
+/* The purger thread does not exist in a fork child; the child starts its own. */
 void purge_fork_child(void) {
   pthread_mutex_init(&purger_lock, NULL);
   atomic_store(&purger_state, PURGER_NONE);

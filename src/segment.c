@@ -32,9 +32,17 @@ static size_t cache_count;
 static size_t cache_dirty_bytes;
 _Atomic(uint64_t) gl_cache_next_event_ms = UINT64_MAX;
 
-void segment_cache_lock(void) { pthread_mutex_lock(&cache_lock); }
-void segment_cache_unlock(void) { pthread_mutex_unlock(&cache_lock); }
-void segment_cache_reset_lock(void) { pthread_mutex_init(&cache_lock, NULL); }
+/* In a fork child: if another thread held cache_lock at the fork, the cache list may
+ * be half-changed, so the child forgets the cache (its segments stay mapped, unused,
+ * and a stale free() of one still finds it cached). */
+void segment_fork_child(void) {
+  if (!gl_mutex_was_free_at_fork(&cache_lock)) {
+    cache_first = NULL;
+    cache_count = 0;
+    __atomic_store_n(&cache_dirty_bytes, 0, __ATOMIC_RELAXED);
+    atomic_store_explicit(&gl_cache_next_event_ms, UINT64_MAX, memory_order_relaxed);
+  }
+}
 
 /* Rounded to GL_PAGE_START_ALIGN so every page start is aligned to it (aligned.c
  * relies on that); the part of the first page that rounding skips is never touched. */

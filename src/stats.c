@@ -22,6 +22,7 @@ typedef struct walk_s {
 static void walk_heaps(walk_t *w) {
   memset(w, 0, sizeof *w);
   for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) {
+    if (heap_is_lost(h)) continue; /* half-changed at a fork: not walked */
     pthread_mutex_lock(&h->lock);
     for (int kind = 0; kind < 2; kind++) {
       for (gl_segment_t *seg = h->segments[kind]; seg; seg = seg->next) {

@@ -339,6 +339,42 @@ static void test_churn(void) {
   for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
 }
 
+/* Threads whose pthread key destructor allocates in every destructor round, glibc's
+ * last one included (the destructor sets its value again each time), after
+ * Galleon's own teardown has abandoned the thread's heap.  Every heap must still be
+ * abandoned and reused: the number of heaps stays near the number of threads alive
+ * at once, not the number of threads ever started. */
+#define EXIT_ALLOC_THREADS 1500
+static pthread_key_t exit_alloc_key;
+static void exit_alloc_destructor(void *value) {
+  free(value);
+  void *again = malloc(200); /* a block in a fresh heap if Galleon made one */
+  CHECK(again != NULL);
+  memset(again, 7, 200);
+  pthread_setspecific(exit_alloc_key, again); /* ignored in the last round: leaked */
+}
+static void *exit_alloc_thread(void *arg) {
+  void *p = malloc(100);
+  CHECK(p != NULL);
+  pthread_setspecific(exit_alloc_key, p);
+  return arg;
+}
+static void test_alloc_after_exit(void) {
+  CHECK(pthread_key_create(&exit_alloc_key, exit_alloc_destructor) == 0);
+  for (int i = 0; i < EXIT_ALLOC_THREADS; i++) {
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, exit_alloc_thread, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+  }
+#if !defined(TEST_PRELOAD)
+  galleon_stats_t s;
+  galleon_stats_get(&s);
+  size_t heaps = s.heaps + s.heaps_abandoned;
+  CHECKF(heaps < 64, "%zu heaps after %d threads that allocate during exit", heaps, EXIT_ALLOC_THREADS);
+#endif
+  pthread_key_delete(exit_alloc_key);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0); /* keep output that precedes a failure */
   struct {
@@ -347,7 +383,8 @@ int main(void) {
   } tests[] = {{"producer_consumer", test_producer_consumer},
                {"orphans", test_orphans},
                {"short_lived", test_short_lived},
-               {"churn", test_churn}};
+               {"churn", test_churn},
+               {"alloc_after_exit", test_alloc_after_exit}};
   double t_all = now_s();
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
     double t0 = now_s();
