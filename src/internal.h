@@ -212,9 +212,11 @@ typedef struct gl_options_s {
 } gl_options_t;
 
 extern GL_HIDDEN gl_options_t gl_options;
-/* Chunks of the segment map; an entry of gl_segmap_zero_chunk (all NONE) until the
- * first segment in its 256 GiB range is mapped. */
-extern GL_HIDDEN _Atomic(uint8_t) *gl_segmap[GL_SEGMAP_CHUNKS];
+/* The segment map's top level: for chunk c, the address of its first entry minus
+ * c * GL_SEGMAP_CHUNK_UNITS, so that entry `unit` is at gl_segmap[c] + unit with no
+ * masking.  Every chunk starts as a shared all-NONE chunk and gets memory of its
+ * own when the first segment in its 256 GiB range is mapped. */
+extern GL_HIDDEN uintptr_t gl_segmap[GL_SEGMAP_CHUNKS];
 extern GL_HIDDEN __thread gl_heap_t *gl_tls_heap;
 extern GL_HIDDEN gl_heap_t gl_heap_empty;
 extern GL_HIDDEN gl_page_t gl_page_empty;
@@ -241,13 +243,13 @@ GL_INLINE size_t gl_counter_get(_Atomic(size_t) *c) {
 
 /* ---- Segment map helpers ---- */
 /* What the 4 MiB unit at addr is; NONE for any address Galleon never mapped,
- * including those at or above 2^47.  Four instructions past the shift: a compare,
- * two loads and a mask. */
+ * including those at or above 2^47.  Five instructions past the shift: a compare
+ * and branch, a shift and two loads. */
 GL_INLINE uint8_t gl_segmap_get(uintptr_t addr) {
   size_t unit = addr >> GL_SEGMENT_SHIFT;
   if (gl_unlikely(unit >= GL_SEGMAP_UNITS)) return GL_SEGMAP_NONE;
-  _Atomic(uint8_t) *chunk = gl_segmap[unit >> GL_SEGMAP_CHUNK_SHIFT];
-  return atomic_load_explicit(&chunk[unit & (GL_SEGMAP_CHUNK_UNITS - 1)], memory_order_relaxed);
+  uintptr_t biased = __atomic_load_n(&gl_segmap[unit >> GL_SEGMAP_CHUNK_SHIFT], __ATOMIC_RELAXED);
+  return atomic_load_explicit((_Atomic(uint8_t) *)(biased + unit), memory_order_relaxed);
 }
 GL_INLINE gl_segment_t *gl_segment_of(const void *p) {
   return (gl_segment_t *)((uintptr_t)p & ~(uintptr_t)GL_SEGMENT_MASK);

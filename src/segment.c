@@ -24,7 +24,21 @@
 /* Read by every free(); an unused range points at the zero chunk, which is never
  * written, so a lookup needs no NULL test. */
 static _Atomic(uint8_t) segmap_zero_chunk[GL_SEGMAP_CHUNK_UNITS];
-_Atomic(uint8_t) *gl_segmap[GL_SEGMAP_CHUNKS] = {[0 ... GL_SEGMAP_CHUNKS - 1] = segmap_zero_chunk};
+#define SEGMAP_BIAS(c) ((uintptr_t)(c) << GL_SEGMAP_CHUNK_SHIFT)
+#define SEGMAP_ZERO(c) ((uintptr_t)segmap_zero_chunk - SEGMAP_BIAS(c))
+#define SEGMAP_ZERO8(c) SEGMAP_ZERO(c), SEGMAP_ZERO(c + 1), SEGMAP_ZERO(c + 2), SEGMAP_ZERO(c + 3), \
+    SEGMAP_ZERO(c + 4), SEGMAP_ZERO(c + 5), SEGMAP_ZERO(c + 6), SEGMAP_ZERO(c + 7)
+#define SEGMAP_ZERO64(c) SEGMAP_ZERO8(c), SEGMAP_ZERO8(c + 8), SEGMAP_ZERO8(c + 16), SEGMAP_ZERO8(c + 24), \
+    SEGMAP_ZERO8(c + 32), SEGMAP_ZERO8(c + 40), SEGMAP_ZERO8(c + 48), SEGMAP_ZERO8(c + 56)
+_Static_assert(GL_SEGMAP_CHUNKS == 512, "the initializer below lists 512 chunks");
+uintptr_t gl_segmap[GL_SEGMAP_CHUNKS] = {
+    SEGMAP_ZERO64(0),   SEGMAP_ZERO64(64),  SEGMAP_ZERO64(128), SEGMAP_ZERO64(192),
+    SEGMAP_ZERO64(256), SEGMAP_ZERO64(320), SEGMAP_ZERO64(384), SEGMAP_ZERO64(448)};
+
+/* The first entry of chunk c. */
+static _Atomic(uint8_t) *segmap_chunk(size_t c) {
+  return (_Atomic(uint8_t) *)(__atomic_load_n(&gl_segmap[c], __ATOMIC_ACQUIRE) + SEGMAP_BIAS(c));
+}
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static gl_segment_t *cache_first; /* most recently cached first */
@@ -58,12 +72,12 @@ bool segment_map_reserve(const void *addr, size_t size) {
   size_t last = ((uintptr_t)addr + size - 1) >> GL_SEGMENT_SHIFT;
   if (size == 0 || last >= GL_SEGMAP_UNITS || last < first) return false;
   for (size_t c = first >> GL_SEGMAP_CHUNK_SHIFT; c <= last >> GL_SEGMAP_CHUNK_SHIFT; c++) {
-    _Atomic(uint8_t) *chunk = atomic_load_explicit(&gl_segmap[c], memory_order_acquire);
-    if (chunk != segmap_zero_chunk) continue;
-    _Atomic(uint8_t) *fresh = os_map(GL_SEGMAP_CHUNK_UNITS);
+    if (segmap_chunk(c) != segmap_zero_chunk) continue;
+    uint8_t *fresh = os_map(GL_SEGMAP_CHUNK_UNITS);
     if (fresh == NULL) return false;
-    if (!atomic_compare_exchange_strong_explicit(&gl_segmap[c], &chunk, fresh, memory_order_acq_rel,
-                                                 memory_order_acquire))
+    uintptr_t expected = SEGMAP_ZERO(c);
+    if (!__atomic_compare_exchange_n(&gl_segmap[c], &expected, (uintptr_t)fresh - SEGMAP_BIAS(c), false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
       os_unmap(fresh, GL_SEGMAP_CHUNK_UNITS); /* another thread installed one */
   }
   return true;
@@ -77,7 +91,7 @@ void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t value) {
   size_t units = (mapped_size + GL_SEGMENT_MASK) >> GL_SEGMENT_SHIFT;
   for (size_t i = 0; i < units && first + i < GL_SEGMAP_UNITS; i++) {
     size_t unit = first + i;
-    _Atomic(uint8_t) *chunk = atomic_load_explicit(&gl_segmap[unit >> GL_SEGMAP_CHUNK_SHIFT], memory_order_acquire);
+    _Atomic(uint8_t) *chunk = segmap_chunk(unit >> GL_SEGMAP_CHUNK_SHIFT);
     if (chunk == segmap_zero_chunk) {
       gl_assert(value == GL_SEGMAP_NONE);
       continue;

@@ -280,7 +280,7 @@ static int report_option(void) {
   return 0;
 }
 
-static long run_reporting(const char *exe) {
+__attribute__((unused)) static long run_reporting(const char *exe) {
   char cmd[4200];
   snprintf(cmd, sizeof cmd, "GALLEON_PURGE_DELAY_MS=777 '%s' --report-option", exe);
   FILE *f = popen(cmd, "r");
