@@ -32,10 +32,12 @@ void *alloc_calloc(size_t count, size_t size) {
 }
 
 /* The start of the block that p points into, or NULL when p is not inside a block
- * the page has carved (or the page is not in use: its carved_bytes is 0). */
+ * the page has carved (or the page is not in use). */
 void *alloc_block_start(gl_page_t *page, const void *p) {
+  if (__atomic_load_n(&page->state, __ATOMIC_RELAXED) != GL_PAGE_IN_USE) return NULL;
   uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
-  if (offset >= page->carved_bytes) return NULL;
+  uint64_t carved = (uint64_t)__atomic_load_n(&page->capacity, __ATOMIC_RELAXED) * page->block_size;
+  if (offset >= carved) return NULL;
   uint64_t rem = offset % page->block_size;
   return (uint8_t *)p - rem;
 }
@@ -94,7 +96,7 @@ static void free_in_page(void *p, gl_page_t *page, void *start) {
 }
 
 void alloc_free_page(void *p, gl_page_t *page) {
-  if (gl_likely(gl_page_is_block_start(page, p))) {
+  if (gl_likely(gl_page_is_block_start(page, p, false))) {
     free_in_page(p, page, p);
     return;
   }

@@ -66,7 +66,7 @@ GL_INLINE void alloc_free_fast(void *p) {
     gl_block_t *block = p;
     /* Local owner, not on the full list, and p a block start. */
     if (gl_likely(__atomic_load_n(&page->fast_owner, __ATOMIC_RELAXED) == gl_tls_heap &&
-                  gl_page_is_block_start(page, p))) {
+                  gl_page_is_block_start(page, p, true))) {
       uintptr_t mark = page->key;
       if (gl_unlikely(block->freed_mark == mark)) alloc_free_double(p);
       block->freed_mark = mark;

@@ -124,8 +124,8 @@ typedef struct gl_page_s {
   struct gl_heap_s *fast_owner; /* == heap while a local free may take the fast path;
                                    NULL while the page is unused or on the full list */
   uint8_t *start;               /* first block */
-  uint64_t div_magic;           /* offset % block_size == 0  <=>  offset * magic < magic (mod 2^64) */
-  size_t carved_bytes;          /* capacity * block_size: what free() accepts; 0 unused */
+  uint64_t block_magic;         /* floor((2^64 - 1) / block_size) + 2: see gl_page_is_block_start */
+  uint64_t carved_limit;        /* capacity * (block_size * block_magic mod 2^64); 0 unused */
   uintptr_t key;                /* secret for freed marks */
   gl_block_t *local_free;       /* frees by the owning thread */
   /* Second cache line: remote frees and slow paths. */
@@ -267,12 +267,25 @@ GL_INLINE size_t gl_page_area(const gl_page_t *page) {
   return (size_t)(end - page->start);
 }
 
-/* p is the start of a block the page has carved (unused pages have carved_bytes
- * 0), with no division: Lemire's test n % d == 0 <=> n * ceil(2^64/d) < ceil(2^64/d). */
-GL_INLINE bool gl_page_is_block_start(const gl_page_t *page, const void *p) {
+/* p is the start of a block the page has carved, in one multiply and one compare,
+ * no division.  With d = block_size, M = block_magic and e = d * M - 2^64 (so
+ * d <= e < 2d), an offset n = q * d + r gives n * M = q * e + r * M (mod 2^64):
+ * for r = 0 that is q * e, below carved_limit = capacity * e exactly when
+ * q < capacity; for r > 0 it is at least M > 2^47, far above any limit (at most
+ * 2^21).  Offsets below the page start (down to -16 KiB) wrap to within 2^47 of
+ * 2^64.  tests/unit checks this for every class and offset.  Unused pages have
+ * carved_limit 0: nothing passes.  `owner`: the caller owns the page, the only
+ * thread that changes carved_limit, so it reads it plainly; others read atomically. */
+GL_INLINE bool gl_page_is_block_start(const gl_page_t *page, const void *p, bool owner) {
   uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
-  uint64_t magic = page->div_magic;
-  return offset < page->carved_bytes && offset * magic < magic;
+  uint64_t limit = owner ? page->carved_limit : __atomic_load_n(&page->carved_limit, __ATOMIC_RELAXED);
+  return offset * page->block_magic < limit;
+}
+
+/* The page fields of that test, for block size d and `capacity` carved blocks. */
+GL_INLINE uint64_t gl_block_magic(size_t d) { return UINT64_MAX / d + 2; }
+GL_INLINE uint64_t gl_carved_limit(size_t d, uint32_t capacity) {
+  return (uint64_t)capacity * (uint64_t)(d * gl_block_magic(d));
 }
 
 /* ---- os_linux.c ---- */

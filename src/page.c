@@ -31,11 +31,11 @@ void page_init(gl_heap_t *heap, gl_page_t *page, uint8_t class_idx, bool mem_is_
   gl_assert(reserved >= 1);
   page->free = NULL;
   page->used = 0;
-  page->capacity = 0;
+  __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
   page->heap = heap;
   __atomic_store_n(&page->fast_owner, heap, __ATOMIC_RELAXED);
-  page->div_magic = UINT64_MAX / bs + 1;
-  page->carved_bytes = 0;
+  page->block_magic = gl_block_magic(bs);
+  __atomic_store_n(&page->carved_limit, 0, __ATOMIC_RELAXED);
   page->in_full = 0;
   page->has_aligned = 0;
   page->free_is_zero = 0;
@@ -71,8 +71,9 @@ bool page_extend(gl_page_t *page) {
   ((gl_block_t *)last)->next = NULL;
   ((gl_block_t *)last)->freed_mark = key;
   page->free = (gl_block_t *)first;
-  page->capacity += n;
-  page->carved_bytes = (size_t)page->capacity * bs;
+  /* Remote threads read these in free's checks: relaxed atomic stores. */
+  __atomic_store_n(&page->capacity, page->capacity + n, __ATOMIC_RELAXED);
+  __atomic_store_n(&page->carved_limit, gl_carved_limit(bs, page->capacity), __ATOMIC_RELAXED);
   page->free_is_zero = page->mem_is_zero;
   return true;
 }

@@ -407,7 +407,7 @@ void segment_page_free(gl_heap_t *heap, gl_page_t *page) {
   __atomic_store_n(&page->fast_owner, NULL, __ATOMIC_RELAXED);
   page->free = NULL;
   page->local_free = NULL;
-  page->carved_bytes = 0;
+  __atomic_store_n(&page->carved_limit, 0, __ATOMIC_RELAXED);
   page->state = GL_PAGE_FREE_DIRTY;
   page->purge_at = os_clock_ms() + (uint64_t)gl_options.purge_delay_ms;
   /* Append to the purge queue: it stays sorted by purge_at. */
