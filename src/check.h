@@ -39,7 +39,10 @@ GL_HIDDEN size_t gl_fmt_dec(char *buf, size_t at, size_t cap, size_t value);
  * left unlocked and usable.  A held lock means its data may be half-changed. */
 GL_INLINE bool gl_mutex_was_free_at_fork(pthread_mutex_t *m) {
   bool was_free = pthread_mutex_trylock(m) == 0;
-  pthread_mutex_init(m, NULL);
+  /* Unlock what we took (re-initialising a locked mutex confuses TSan); a mutex held
+   * by a thread that is gone can only be re-initialised. */
+  if (was_free) pthread_mutex_unlock(m);
+  else pthread_mutex_init(m, NULL);
   return was_free;
 }
 

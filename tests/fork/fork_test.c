@@ -1,7 +1,14 @@
 /* fork_test.c: fork while other threads allocate and free; the child must be able
  * to allocate freely (also from new threads), free blocks that threads of the
  * parent allocated, and fork again.  Every child arms alarm() so that a deadlock
- * turns into SIGALRM, which the parent reports as a failure. */
+ * turns into SIGALRM, which the parent reports as a failure; the parent re-arms its
+ * own alarm at every fork, so that a hang of its own (in fork() itself) fails with
+ * a message too.
+ *
+ * Time-boxed: forks go on for BUDGET_S seconds (at least MIN_FORKS, at most
+ * MAX_FORKS), and the background threads pause while a child runs -- they matter
+ * at the moment of fork(), and on a loaded 2-core machine four busy threads would
+ * otherwise starve the child. */
 #define _GNU_SOURCE 1
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,15 +21,22 @@
 #define CHILD_TIMEOUT_S 20
 
 #ifdef TEST_SANITIZE_THREAD
-#define FORKS 10
+#define MAX_FORKS 20
+#define MIN_FORKS 6
+#define BUDGET_S 3.0
+#define HANG_S 60
 #else
-#define FORKS 50
+#define MAX_FORKS 50
+#define MIN_FORKS 10
+#define BUDGET_S 1.5
+#define HANG_S 30
 #endif
 
 /* Blocks published by the background threads: a header word with the size,
  * then the pattern. */
 static _Atomic(void *) slots[BG_THREADS][SLOTS_PER_THREAD];
 static atomic_bool stop;
+static atomic_bool child_running; /* the background threads pause meanwhile */
 static atomic_long bg_ops;
 
 static size_t random_size(uint64_t *rng) {
@@ -50,6 +64,10 @@ static void *background(void *arg) {
   int t = (int)(uintptr_t)arg;
   uint64_t rng = (uint64_t)t * 977 + 5;
   while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    if (atomic_load_explicit(&child_running, memory_order_relaxed)) {
+      sleep_ms(1);
+      continue;
+    }
     int k = (int)(rng_next(&rng) % SLOTS_PER_THREAD);
     void *old = atomic_exchange(&slots[t][k], NULL);
     if (old) drop_block(old);
@@ -76,6 +94,7 @@ static void *child_thread(void *arg) {
 }
 
 static int child_work(int depth, int iter) {
+  signal(SIGALRM, SIG_DFL); /* not the parent's watchdog handler */
   alarm(CHILD_TIMEOUT_S);
   uint64_t rng = (uint64_t)iter * 31 + (uint64_t)depth;
   /* Free what the (now absent) background threads had published. */
@@ -151,16 +170,33 @@ static int child_work(int depth, int iter) {
   return 0;
 }
 
+/* The parent's watchdog: alarm(HANG_S) re-armed before every fork. */
+static char hang_msg[160];
+static size_t hang_msg_len;
+
+static void on_parent_alarm(int sig) {
+  (void)sig;
+  ssize_t w = write(2, hang_msg, hang_msg_len);
+  (void)w;
+  _exit(1);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0); /* keep output that precedes a failure */
   double t0 = now_s();
+  signal(SIGALRM, on_parent_alarm);
   pthread_t bg[BG_THREADS];
   for (int t = 0; t < BG_THREADS; t++)
     CHECK(pthread_create(&bg[t], NULL, background, (void *)(uintptr_t)t) == 0);
   while (atomic_load(&bg_ops) < 1000) sleep_ms(1);
 
-  int failures = 0;
-  for (int i = 0; i < FORKS; i++) {
+  int failures = 0, forks = 0;
+  double f0 = now_s();
+  for (int i = 0; i < MAX_FORKS && (i < MIN_FORKS || now_s() - f0 < BUDGET_S); i++) {
+    hang_msg_len = (size_t)snprintf(hang_msg, sizeof hang_msg,
+                                    "fork test: HANG: fork %d (parent side) made no progress "
+                                    "for %d s: deadlock in fork() or waitpid()\n", i, HANG_S);
+    alarm(HANG_S);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -169,10 +205,13 @@ int main(void) {
       int rc = child_work(0, i);
       exit(rc); /* through exit(): atexit handlers and stdio run in the child */
     }
+    atomic_store(&child_running, true);
     /* The parent keeps allocating while the child runs. */
     void *mine = make_block(1000 + (size_t)i);
     int st;
     CHECK(waitpid(pid, &st, 0) == pid);
+    atomic_store(&child_running, false);
+    forks++;
     drop_block(mine);
     if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
       char buf[128];
@@ -182,6 +221,7 @@ int main(void) {
     }
     sleep_ms(2); /* let the background threads move on */
   }
+  alarm(0);
   atomic_store(&stop, true);
   for (int t = 0; t < BG_THREADS; t++) pthread_join(bg[t], NULL);
   for (int t = 0; t < BG_THREADS; t++)
@@ -189,8 +229,8 @@ int main(void) {
       void *h = atomic_exchange(&slots[t][k], NULL);
       if (h) drop_block(h);
     }
-  CHECKF(failures == 0, "%d of %d forked children failed", failures, FORKS);
-  printf("fork tests passed: %d forks, %ld background operations, %.2f s\n", FORKS,
+  CHECKF(failures == 0, "%d of %d forked children failed", failures, forks);
+  printf("fork tests passed: %d forks, %ld background operations, %.2f s\n", forks,
          atomic_load(&bg_ops), now_s() - t0);
   return 0;
 }
