@@ -5,12 +5,15 @@
 #   make run      the main job: a real workload under the system malloc and Galleon
 #   make bench    the side-by-side benchmark against glibc, jemalloc, tcmalloc, mimalloc
 #   make install  PREFIX=/usr/local
+#   make fuzz     SECONDS=N: build the libFuzzer target (tests/fuzz) with clang in
+#                 build-fuzz/ and fuzz the galleon_* API for N seconds (default 60)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
 CMAKE ?= cmake
 CTEST_FLAGS ?= --output-on-failure
 
 .PHONY: all build test test-normal test-asan test-tsan test-debug run bench install clean
+.PHONY: fuzz test-fuzz
 
 all: build
 
@@ -36,13 +39,44 @@ test-tsan:
 	$(CMAKE) --build build-tsan -j $(JOBS)
 	cd build-tsan && ctest $(CTEST_FLAGS) -j $(JOBS)
 
-test: test-normal test-debug test-asan test-tsan
+test: test-normal test-debug test-asan test-tsan test-fuzz
 
 run: build
 	bench/main-job build/libgalleon.so
 
 bench: build
 	bench/run
+
+# ---- libFuzzer target over the galleon_* API (tests/fuzz/README.md) ----
+# The allocator sources are GALLEON_SOURCES of CMakeLists.txt (no override.c: the
+# system malloc stays libFuzzer's), compiled with the library's flags
+# (GALLEON_LIB_FLAGS) plus the fuzzer and UBSan instrumentation and the debug checks.
+FUZZ_CC ?= $(shell command -v clang >/dev/null 2>&1 && echo clang || echo clang-14)
+FUZZ_DIR ?= build-fuzz
+SECONDS ?= 60
+FUZZ_SOURCES := $(shell sed -n '/^set(GALLEON_SOURCES/,/)/p' CMakeLists.txt | grep -o 'src/[a-z_]*\.c')
+FUZZ_LIB_FLAGS := $(shell sed -n '/^set(GALLEON_LIB_FLAGS/,/)/p' CMakeLists.txt | grep -o -- '-f[a-z=-]*')
+FUZZ_CFLAGS ?= -std=gnu11 -O1 -g -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter \
+  -fsanitize=fuzzer,undefined -fno-sanitize-recover=undefined -DGALLEON_DEBUG=1
+FUZZ_EXTRA ?=
+FUZZ_FLAGS ?= -max_len=4096 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+  -artifact_prefix=$(FUZZ_DIR)/
+
+$(FUZZ_DIR)/fuzz_api: tests/fuzz/fuzz_api.c $(FUZZ_SOURCES) $(wildcard src/*.h) include/galleon.h CMakeLists.txt
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_EXTRA) $(FUZZ_LIB_FLAGS) -Iinclude -Isrc -o $@ tests/fuzz/fuzz_api.c $(FUZZ_SOURCES) -lpthread
+
+# Fuzz on a copy of the committed corpus (build-fuzz/corpus, kept between runs),
+# one process on one core.
+fuzz: $(FUZZ_DIR)/fuzz_api
+	mkdir -p $(FUZZ_DIR)/corpus
+	cp tests/fuzz/corpus/* $(FUZZ_DIR)/corpus/
+	$(FUZZ_DIR)/fuzz_api $(FUZZ_FLAGS) -max_total_time=$(SECONDS) $(FUZZ_DIR)/corpus
+
+# Replay every committed input once, then fuzz for 60 s.
+test-fuzz: $(FUZZ_DIR)/fuzz_api
+	$(FUZZ_DIR)/fuzz_api $(FUZZ_FLAGS) tests/fuzz/corpus/*
+	$(MAKE) fuzz SECONDS=60
 
 install: build
 	$(CMAKE) --install build
