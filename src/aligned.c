@@ -14,13 +14,12 @@
 
 #include "alloc.h"
 #include "check.h"
-#include "internal.h"
 #include "sizeclass.h"
 
 
-void *aligned_alloc_impl(size_t alignment, size_t size, bool zero) {
+void *aligned_alloc_impl(size_t alignment, size_t size) {
   gl_assert(alignment != 0 && (alignment & (alignment - 1)) == 0);
-  if (alignment <= GL_MIN_ALIGN) return zero ? alloc_calloc(1, size) : alloc_malloc(size);
+  if (alignment <= GL_MIN_ALIGN) return alloc_malloc_fast(size);
   if (alignment > GL_MAX_ALIGN || size > GL_MAX_ALLOC - alignment) {
     errno = ENOMEM;
     return NULL;
@@ -29,25 +28,26 @@ void *aligned_alloc_impl(size_t alignment, size_t size, bool zero) {
     size_t rounded = gl_align_up(size, alignment);
     if (rounded == 0) rounded = alignment;
     if (rounded <= GL_MEDIUM_MAX && sizeclass_block_size(sizeclass_of(rounded)) % alignment == 0) {
-      void *p = zero ? alloc_calloc(1, rounded) : alloc_malloc(rounded);
+      void *p = alloc_malloc_fast(rounded);
       gl_assert(p == NULL || ((uintptr_t)p & (alignment - 1)) == 0);
       return p;
     }
   }
   size_t padded = size + alignment - GL_MIN_ALIGN;
   if (padded <= GL_MEDIUM_MAX) {
-    uint8_t *p = zero ? alloc_calloc(1, padded) : alloc_malloc(padded);
+    uint8_t *p = alloc_malloc_fast(padded);
     if (p == NULL) return NULL;
     uint8_t *aligned = (uint8_t *)gl_align_up((uintptr_t)p, alignment);
     if (aligned != p) {
       /* The gap in front (at least 16 bytes) carries the tag that lets free() tell
        * this pointer from an interior pointer of the block. */
-      gl_page_t *page = gl_page_of(gl_segment_of(p), p);
-      alloc_aligned_tag_set(page, p, aligned);
+      gl_page_t *page = segment_page_of(segment_of(p), p);
+      ((gl_block_t *)p)->next = (gl_block_t *)alloc_aligned_tag(page, aligned);
       if (!__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED))
         __atomic_store_n(&page->has_aligned, 1, __ATOMIC_RELAXED);
     }
     return aligned;
   }
-  return large_alloc(size, alignment, zero);
+  heap_process_init(); /* large_alloc may be the process's first call */
+  return large_alloc(size, alignment, false);
 }

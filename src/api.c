@@ -4,9 +4,9 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "check.h"
 #include "alloc.h"
-#include "internal.h"
+#include "check.h"
+#include "options.h"
 
 /* glibc's mallopt parameters (malloc.h), spelled out so this file does not depend
  * on glibc's header. */
@@ -23,12 +23,12 @@ enum {
 };
 
 void *galleon_malloc(size_t size) { return alloc_malloc_fast(size); }
-void *galleon_calloc(size_t count, size_t size) { return alloc_calloc(count, size); }
+void *galleon_calloc(size_t count, size_t size) { return alloc_calloc_fast(count, size); }
 void galleon_free(void *ptr) { alloc_free_fast(ptr); }
 
 void *galleon_realloc(void *ptr, size_t size) {
   if (ptr != NULL && size == 0) { /* glibc: free and return NULL */
-    alloc_free(ptr);
+    alloc_free_fast(ptr);
     return NULL;
   }
   return realloc_impl(ptr, size);
@@ -44,8 +44,8 @@ void *galleon_reallocarray(void *ptr, size_t count, size_t size) {
 }
 
 /* C23: the size is a promise of the caller; Galleon finds the size itself. */
-void galleon_free_sized(void *ptr, size_t size) { alloc_free(ptr); }
-void galleon_free_aligned_sized(void *ptr, size_t alignment, size_t size) { alloc_free(ptr); }
+void galleon_free_sized(void *ptr, size_t size) { alloc_free_fast(ptr); }
+void galleon_free_aligned_sized(void *ptr, size_t alignment, size_t size) { alloc_free_fast(ptr); }
 
 /* memalign and aligned_alloc, as glibc 2.36: an alignment that is not a power of
  * two is rounded up to one; one above 2^63 (no power of two) is EINVAL; a power of
@@ -57,7 +57,7 @@ static void *memalign_common(size_t alignment, size_t size) {
   }
   if (alignment < GL_MIN_ALIGN) alignment = GL_MIN_ALIGN;
   if (alignment & (alignment - 1)) alignment = (size_t)1 << (64 - __builtin_clzl(alignment));
-  return aligned_alloc_impl(alignment, size, false);
+  return aligned_alloc_impl(alignment, size);
 }
 
 void *galleon_memalign(size_t alignment, size_t size) { return memalign_common(alignment, size); }
@@ -65,13 +65,13 @@ void *galleon_aligned_alloc(size_t alignment, size_t size) { return memalign_com
 
 int galleon_posix_memalign(void **memptr, size_t alignment, size_t size) {
   if (alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0) return EINVAL;
-  void *p = aligned_alloc_impl(alignment, size, false);
+  void *p = aligned_alloc_impl(alignment, size);
   if (p == NULL) return ENOMEM;
   *memptr = p;
   return 0;
 }
 
-void *galleon_valloc(size_t size) { return aligned_alloc_impl(os_page_size(), size, false); }
+void *galleon_valloc(size_t size) { return aligned_alloc_impl(os_page_size(), size); }
 
 void *galleon_pvalloc(size_t size) {
   size_t page = os_page_size();
@@ -81,18 +81,12 @@ void *galleon_pvalloc(size_t size) {
   }
   size_t rounded = (size + page - 1) & ~(page - 1);
   if (rounded == 0) rounded = page;
-  return aligned_alloc_impl(page, rounded, false);
+  return aligned_alloc_impl(page, rounded);
 }
 
 size_t galleon_malloc_usable_size(const void *ptr) { return alloc_usable_size(ptr); }
 
-void galleon_collect(void) {
-  heap_process_init();
-  gl_heap_t *heap = gl_tls_heap;
-  if (heap != &gl_heap_empty) heap_collect(heap, true);
-  heap_collect_abandoned(true);
-  segment_cache_collect(os_clock_ms(), true);
-}
+void galleon_collect(void) { heap_trim_all(); }
 
 int galleon_malloc_trim(size_t pad) {
   size_t before = gl_counter_get(&gl_counters.purged_bytes) + gl_counter_get(&gl_counters.munmap_calls);
@@ -130,13 +124,13 @@ static GL_COLD void out_of_memory(size_t size) {
 }
 
 void *galleon_xmalloc(size_t size) {
-  void *p = alloc_malloc(size);
+  void *p = alloc_malloc_fast(size);
   if (gl_unlikely(p == NULL)) out_of_memory(size);
   return p;
 }
-void *galleon_malloc0(size_t size) { return alloc_calloc(1, size); }
+void *galleon_malloc0(size_t size) { return alloc_calloc_fast(1, size); }
 void *galleon_xmalloc0(size_t size) {
-  void *p = alloc_calloc(1, size);
+  void *p = alloc_calloc_fast(1, size);
   if (gl_unlikely(p == NULL)) out_of_memory(size);
   return p;
 }
@@ -145,14 +139,14 @@ void *malloc0(size_t size) { return galleon_malloc0(size); }
 void *xmalloc0(size_t size) { return galleon_xmalloc0(size); }
 
 int galleon_owns(const void *ptr) {
-  uint8_t v = gl_segmap_get((uintptr_t)ptr);
+  uint8_t v = segment_map_get((uintptr_t)ptr);
   if (v == GL_SEGMAP_NONE) return 0;
   gl_segment_t *seg = segment_find(ptr);
-  if (seg == NULL || seg->cached) return 0;
+  if (seg == NULL || segment_is_cached(seg)) return 0;
   if (seg->kind == GL_KIND_LARGE) {
     uint8_t *block = (uint8_t *)seg + seg->large_offset;
     return (const uint8_t *)ptr >= block && (const uint8_t *)ptr < block + seg->large_usable;
   }
-  gl_page_t *page = gl_page_of(seg, ptr);
+  gl_page_t *page = segment_page_of(seg, ptr);
   return page->state == GL_PAGE_IN_USE && alloc_block_start(page, ptr) != NULL;
 }

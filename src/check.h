@@ -6,12 +6,14 @@
  *    no malloc -- and aborts.
  *  - gl_assert(e): internal invariants, compiled (and type-checked) always, evaluated
  *    only when GALLEON_DEBUG is set; free in release builds.
- *  - gl_expensive_check(e): whole-structure validators, also only with GALLEON_DEBUG.
+ *  - gl_validate(e): whole-structure validators (segment_is_valid, heap_is_valid,
+ *    ...) at the points where state changes; also only with GALLEON_DEBUG, so the
+ *    Debug test stage checks the structure, not scattered asserts.
  */
 #ifndef GALLEON_CHECK_H
 #define GALLEON_CHECK_H
 
-#include "internal.h"
+#include "os.h"
 
 #ifdef GALLEON_DEBUG
 #define GL_DEBUG_CHECKS 1
@@ -50,6 +52,6 @@ GL_INLINE bool gl_mutex_was_free_at_fork(pthread_mutex_t *m) {
   do {                                                                  \
     if (GL_DEBUG_CHECKS && !(e)) gl_assert_fail(#e, __FILE__, __LINE__); \
   } while (0)
-#define gl_expensive_check(e) gl_assert(e)
+#define gl_validate(e) gl_assert(e)
 
 #endif

@@ -1,21 +1,18 @@
-/* heap.c: thread heaps, malloc's slow path, retiring pages, abandonment, fork.
+/* heap.c: thread heaps, malloc's slow path, page retirement, abandonment, fork
+ * (heap.h).
  *
- * Lock order: registry_lock -> heap->lock -> cache_lock (segment.c).
- * registry_lock guards the list of all heaps (append only), the abandoned list and
- * the pool heaps are carved from.  No fast path takes a lock.
- *
- * A heap is used by one thread at a time.  When a thread exits, its heap is
- * abandoned whole: its pages keep their blocks, other threads keep freeing into
- * them (remote frees), the next new thread adopts the heap, and until then other
- * threads' slow paths collect it so its empty pages are returned.  Heaps are never
- * unmapped, so a remote free may always follow page->heap.
+ * Lock order: registry_lock -> heap->segs.lock -> (purge and segment cache locks).
+ * registry_lock guards the abandoned list and the pool heaps are carved from; the
+ * list of all heaps is append-only and read without it.  exit_lock guards the
+ * shared heap of threads past their teardown.  No fast path takes a lock.
  */
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
 
 #include "check.h"
-#include "internal.h"
+#include "heap.h"
+#include "options.h"
 #include "sizeclass.h"
 
 gl_page_t gl_page_empty;
@@ -29,56 +26,44 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(gl_heap_t *) heaps_all;
 static gl_heap_t *heaps_abandoned;
 static _Atomic(size_t) abandoned_count;
-static _Atomic(uint64_t) abandoned_next_ms;
+static _Atomic(uint64_t) abandoned_next_sweep_ms;
 static uint8_t *heap_pool_next, *heap_pool_end;
 
-static _Atomic(int) process_state; /* 0: not started, 1: starting, 2: ready */
+typedef enum { PROCESS_NOT_STARTED = 0, PROCESS_STARTING = 1, PROCESS_READY = 2 } process_state_t;
+static _Atomic(int) process_state;
 static pthread_key_t thread_key;
 static bool thread_key_ok;
 
 static void heap_thread_done(void *value);
 static void direct_ranges_init(void);
 static void heap_fork_child(void);
+static bool heap_purger_sweep(uint64_t now);
 
-gl_heap_t *heap_registry_first(void) {
-  return atomic_load_explicit(&heaps_all, memory_order_acquire);
-}
+gl_heap_t *heap_registry_first(void) { return atomic_load_explicit(&heaps_all, memory_order_acquire); }
+
+static long option(long *value) { return __atomic_load_n(value, __ATOMIC_RELAXED); }
 
 /* ---- Process start ---- */
 
 void heap_process_init(void) {
-  if (gl_likely(atomic_load_explicit(&process_state, memory_order_acquire) == 2)) return;
-  int expected = 0;
-  if (atomic_compare_exchange_strong(&process_state, &expected, 1)) {
-    /* Nothing here allocates: sysconf, getenv and pthread_key_create do not. */
+  if (gl_likely(atomic_load_explicit(&process_state, memory_order_acquire) == PROCESS_READY)) return;
+  int expected = PROCESS_NOT_STARTED;
+  if (atomic_compare_exchange_strong(&process_state, &expected, PROCESS_STARTING)) {
+    /* Nothing here allocates: sysconf, secure_getenv and pthread_key_create do not. */
     options_init();
     os_init();
     direct_ranges_init();
+    purge_set_collector(heap_purger_sweep);
     thread_key_ok = pthread_key_create(&thread_key, heap_thread_done) == 0;
-    atomic_store_explicit(&process_state, 2, memory_order_release);
+    atomic_store_explicit(&process_state, PROCESS_READY, memory_order_release);
   } else {
-    while (atomic_load_explicit(&process_state, memory_order_acquire) != 2) sched_yield();
+    while (atomic_load_explicit(&process_state, memory_order_acquire) != PROCESS_READY) sched_yield();
   }
 }
 
 __attribute__((constructor)) static void heap_constructor(void) {
   heap_process_init();
   pthread_atfork(NULL, NULL, heap_fork_child);
-}
-
-/* Written under heap->lock (segment.c), read here without it. */
-static uint64_t heap_next_purge(gl_heap_t *heap) { return __atomic_load_n(&heap->next_purge_ms, __ATOMIC_RELAXED); }
-static size_t heap_dirty(gl_heap_t *heap) { return __atomic_load_n(&heap->dirty_bytes, __ATOMIC_RELAXED); }
-
-/* Purges what is due, or the oldest dirty pages when the heap keeps too many. */
-static void heap_purge_if_due(gl_heap_t *heap, uint64_t now) {
-  if (now >= heap_next_purge(heap) || heap_dirty(heap) > (size_t)gl_options.retain_bytes)
-    segment_purge_due(heap, now, false);
-}
-
-uint64_t heap_abandoned_next_ms(void) {
-  if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return UINT64_MAX;
-  return atomic_load_explicit(&abandoned_next_ms, memory_order_relaxed);
 }
 
 /* ---- Page queues and the direct table ---- */
@@ -100,36 +85,27 @@ static void direct_ranges_init(void) {
   }
 }
 
+static gl_page_t *list_page(gl_link_t *link) { return link ? gl_container_of(link, gl_page_t, link) : NULL; }
+static gl_page_t *queue_first(gl_heap_t *heap, unsigned cls) { return list_page(heap->queues[cls].first); }
+
 static void direct_update(gl_heap_t *heap, unsigned cls) {
-  gl_page_t *page = heap->queues[cls].first ? heap->queues[cls].first : &gl_page_empty;
+  gl_page_t *page = queue_first(heap, cls);
+  if (page == NULL) page = &gl_page_empty;
   for (unsigned i = direct_lo[cls]; i <= direct_hi[cls]; i++) heap->direct[i] = page;
 }
 
-static void queue_remove(gl_page_queue_t *q, gl_page_t *page) {
-  if (page->prev) page->prev->next = page->next; else q->first = page->next;
-  if (page->next) page->next->prev = page->prev; else q->last = page->prev;
-  page->next = page->prev = NULL;
-}
-
-static void queue_push_front(gl_page_queue_t *q, gl_page_t *page) {
-  page->prev = NULL;
-  page->next = q->first;
-  if (q->first) q->first->prev = page; else q->last = page;
-  q->first = page;
-}
-
-static void queue_push_back(gl_page_queue_t *q, gl_page_t *page) {
-  page->next = NULL;
-  page->prev = q->last;
-  if (q->last) q->last->next = page; else q->first = page;
-  q->last = page;
-}
-
 static void class_queue_remove(gl_heap_t *heap, gl_page_t *page) {
-  gl_page_queue_t *q = &heap->queues[page->class_idx];
-  bool was_first = q->first == page;
-  queue_remove(q, page);
+  gl_list_t *q = &heap->queues[page->class_idx];
+  bool was_first = q->first == &page->link;
+  gl_list_remove(q, &page->link);
   if (was_first) direct_update(heap, page->class_idx);
+}
+
+static void class_queue_push(gl_heap_t *heap, gl_page_t *page, bool front) {
+  gl_list_t *q = &heap->queues[page->class_idx];
+  if (front) gl_list_push_front(q, &page->link);
+  else gl_list_push_back(q, &page->link);
+  if (q->first == &page->link) direct_update(heap, page->class_idx);
 }
 
 /* Changes the GL_TF_* state of a page if it is `from`, keeping the list pointer. */
@@ -144,37 +120,35 @@ static void thread_free_state_change(gl_page_t *page, uintptr_t from, uintptr_t 
 static void kept_clear(gl_heap_t *heap, gl_page_t *page) {
   if (!page->kept_empty) return;
   page->kept_empty = 0;
-  heap->kept_bytes -= gl_page_area(page);
+  heap->kept_bytes -= segment_page_area(page);
 }
 
 /* Moves a page with no free block to the full list, where malloc no longer looks at
- * it.  Fails (false) if a remote free arrived meanwhile: the caller collects it. */
+ * it.  Fails (false) if a remote free arrived meanwhile: the caller gathers it. */
 static bool heap_page_to_full(gl_heap_t *heap, gl_page_t *page) {
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   for (;;) {
     if ((tf & ~GL_TF_STATE) != 0) return false;
     if ((tf & GL_TF_STATE) != GL_TF_NORMAL) break; /* NOTIFIED: still on the stack */
-    if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, GL_TF_FULL,
-                                              memory_order_acq_rel, memory_order_relaxed))
+    if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, GL_TF_FULL, memory_order_acq_rel,
+                                              memory_order_relaxed))
       break;
   }
   class_queue_remove(heap, page);
   kept_clear(heap, page);
-  page->in_full = 1;
-  __atomic_store_n(&page->fast_owner, NULL, __ATOMIC_RELAXED);
-  queue_push_back(&heap->full, page);
+  page->on_full_list = 1;
+  __atomic_store_n(&page->fast_free_owner, NULL, __ATOMIC_RELAXED);
+  gl_list_push_back(&heap->full, &page->link);
   return true;
 }
 
 void heap_page_unfull(gl_heap_t *heap, gl_page_t *page) {
-  if (!page->in_full) return;
-  queue_remove(&heap->full, page);
-  page->in_full = 0;
-  __atomic_store_n(&page->fast_owner, heap, __ATOMIC_RELAXED);
+  if (!page->on_full_list) return;
+  gl_list_remove(&heap->full, &page->link);
+  page->on_full_list = 0;
+  __atomic_store_n(&page->fast_free_owner, heap, __ATOMIC_RELAXED);
   thread_free_state_change(page, GL_TF_FULL, GL_TF_NORMAL);
-  gl_page_queue_t *q = &heap->queues[page->class_idx];
-  queue_push_back(q, page);
-  if (q->first == page) direct_update(heap, page->class_idx);
+  class_queue_push(heap, page, false);
 }
 
 static void heap_process_notified(gl_heap_t *heap) {
@@ -188,116 +162,143 @@ static void heap_process_notified(gl_heap_t *heap) {
   }
 }
 
-/* Gives an empty page back to its segment, unless it must stay because a remote
- * free notification still points at it. */
-static bool heap_page_retire_now(gl_heap_t *heap, gl_page_t *page) {
+/* Gives an empty page back to its segment (purge.h decides when its memory goes),
+ * unless a remote free notification still points at it. */
+static bool heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
   if (page->used != 0) return false;
   if ((atomic_load_explicit(&page->thread_free, memory_order_acquire) & GL_TF_STATE) == GL_TF_NOTIFIED)
     return false; /* pinned until popped from heap->notified */
   kept_clear(heap, page);
-  if (page->in_full) {
-    queue_remove(&heap->full, page);
-    page->in_full = 0;
+  if (page->on_full_list) {
+    gl_list_remove(&heap->full, &page->link);
+    page->on_full_list = 0;
   } else {
     class_queue_remove(heap, page);
   }
-  segment_page_free(heap, page);
+  purge_page_free(&heap->purge, page);
   return true;
 }
 
-/* A page just became empty through a free.  Keep it in its queue, blocks and all,
- * while the heap keeps little such memory (retain_bytes / 4), or when it is the only
- * small page of its class: a program that frees a batch and allocates it again then
- * finds its pages ready instead of re-initialising them.  The periodic collection
- * retires kept pages that are still empty. */
-void heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
+/* Keep the emptied page in its queue, blocks and all, while the heap keeps little
+ * such memory (retain_bytes), or when it is the only small page of its class: a
+ * program that frees a batch and allocates it again then finds its pages ready
+ * instead of re-initialising them.  The periodic sweep retires kept pages that are
+ * still empty. */
+void heap_page_emptied(gl_heap_t *heap, gl_page_t *page) {
   if (page->used != 0 || page->kept_empty) return;
-  if (!page->in_full) {
-    gl_page_queue_t *q = &heap->queues[page->class_idx];
-    bool only_small = q->first == page && page->next == NULL && page->class_idx <= GL_CLASS_SMALL_LAST;
-    if (only_small || heap->kept_bytes + gl_page_area(page) <= (size_t)gl_options.retain_bytes / 4) {
+  if (!page->on_full_list) {
+    gl_list_t *q = &heap->queues[page->class_idx];
+    bool only_small = q->first == &page->link && page->link.next == NULL && page->class_idx <= GL_CLASS_SMALL_LAST;
+    size_t area = segment_page_area(page);
+    if (only_small || heap->kept_bytes + area <= (size_t)option(&gl_options.retain_bytes)) {
       page->kept_empty = 1;
-      heap->kept_bytes += gl_page_area(page);
+      heap->kept_bytes += area;
       return;
     }
   }
-  if (heap_page_retire_now(heap, page)) {
-    heap_purge_if_due(heap, os_clock_ms());
-    purge_notify(heap_dirty(heap) + segment_cache_dirty_bytes());
-  }
+  heap_page_retire(heap, page);
 }
 
-/* free()'s fast path saw the last block of a page come back.  Takes the block, not
- * the page, so the fast path keeps no register alive for this call. */
 void heap_block_freed_last(void *p) {
-  gl_page_t *page = gl_page_of(gl_segment_of(p), p);
-  heap_page_retire(page->heap, page);
+  gl_page_t *page = segment_page_of(segment_of(p), p);
+  heap_page_emptied(page->owner, page);
 }
 
-/* Collects remote frees of every page and retires the empty ones.  An empty page
- * kept as the only one of its class gets one interval of grace. */
-static void heap_collect_pages(gl_heap_t *heap, bool force) {
+/* Gathers the frees of every page, retires the empty ones (kept pages after one
+ * interval of grace; all of them when `all`), then applies the purge rules (or
+ * purges everything).  Returns how many pages it retired. */
+static size_t heap_sweep(gl_heap_t *heap, bool all) {
+  size_t retired = 0;
   heap_process_notified(heap);
-  for (gl_page_t *page = heap->full.first, *next; page; page = next) {
-    next = page->next;
-    page_collect(page);
-    if (page->used == 0) heap_page_retire_now(heap, page);
+  for (gl_page_t *page = list_page(heap->full.first), *next; page; page = next) {
+    next = list_page(page->link.next);
+    page_gather_frees(page);
+    if (page->used == 0) retired += heap_page_retire(heap, page);
     else if (page->free) heap_page_unfull(heap, page);
   }
   for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
-    for (gl_page_t *page = heap->queues[cls].first, *next; page; page = next) {
-      next = page->next;
-      page_collect(page);
+    for (gl_page_t *page = queue_first(heap, cls), *next; page; page = next) {
+      next = list_page(page->link.next);
+      page_gather_frees(page);
       if (page->used != 0) kept_clear(heap, page);
-      else if (force || page->kept_empty) heap_page_retire_now(heap, page);
-      else heap_page_retire(heap, page);
+      else if (all || page->kept_empty) retired += heap_page_retire(heap, page);
+      else heap_page_emptied(heap, page);
     }
   }
-}
-
-void heap_collect(gl_heap_t *heap, bool force) {
-  heap_collect_pages(heap, force);
   uint64_t now = os_clock_ms();
-  segment_purge_due(heap, now, force);
-  heap->next_collect_ms = now + 10 * (uint64_t)gl_options.purge_delay_ms + 10;
+  if (all) purge_heap_all(&heap->purge);
+  else purge_heap_tick(&heap->purge, now);
+  heap->next_sweep_ms = now + 10 * (uint64_t)option(&gl_options.purge_delay_ms) + 10;
+  gl_validate(heap_is_valid(heap));
+  return retired;
 }
 
-static uint64_t abandoned_interval_ms(void) { return 10 * (uint64_t)gl_options.purge_delay_ms + 10; }
+static uint64_t abandoned_interval_ms(void) { return 10 * (uint64_t)option(&gl_options.purge_delay_ms) + 10; }
 
-void heap_collect_abandoned(bool force) {
-  if (force) pthread_mutex_lock(&registry_lock);
-  else if (pthread_mutex_trylock(&registry_lock) != 0) return;
-  for (gl_heap_t *h = heaps_abandoned; h; h = h->abandoned_next) heap_collect(h, force);
-  atomic_store_explicit(&abandoned_next_ms, os_clock_ms() + abandoned_interval_ms(), memory_order_relaxed);
+/* Sweeps the heaps of exited threads: remote frees into them empty their pages. */
+static size_t heap_sweep_abandoned(bool all) {
+  if (all) pthread_mutex_lock(&registry_lock);
+  else if (pthread_mutex_trylock(&registry_lock) != 0) return 0;
+  size_t retired = 0;
+  for (gl_heap_t *h = heaps_abandoned; h; h = h->abandoned_next) retired += heap_sweep(h, all);
+  atomic_store_explicit(&abandoned_next_sweep_ms, os_clock_ms() + abandoned_interval_ms(), memory_order_relaxed);
   pthread_mutex_unlock(&registry_lock);
+  return retired;
 }
 
-/* Slow-path housekeeping: notifications, delayed purges, periodic collection.
- * The clock is read on every fourth call only; retiring a page reads it too. */
+/* The purger's hook: more to do while sweeping still retires pages. */
+static bool heap_purger_sweep(uint64_t now) {
+  if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0 ||
+      now < atomic_load_explicit(&abandoned_next_sweep_ms, memory_order_relaxed))
+    return false;
+  return heap_sweep_abandoned(false) != 0;
+}
+
+/* Slow-path housekeeping: notifications, the purge rules, periodic sweeps.  The
+ * clock is read on every fourth call only; retiring a page reads it too. */
 static void heap_maintain(gl_heap_t *heap) {
   if (atomic_load_explicit(&heap->notified, memory_order_relaxed) != NULL) heap_process_notified(heap);
-  if ((++heap->slow_calls & 3) != 0 && heap_dirty(heap) <= (size_t)gl_options.retain_bytes) return;
+  if ((++heap->slow_calls & 3) != 0) return;
   uint64_t now = os_clock_ms();
-  heap_purge_if_due(heap, now);
-  if (now >= heap->next_collect_ms) heap_collect(heap, false);
-  if (now >= atomic_load_explicit(&gl_cache_next_event_ms, memory_order_relaxed))
-    segment_cache_collect(now, false);
+  purge_heap_tick(&heap->purge, now);
+  if (now >= heap->next_sweep_ms) heap_sweep(heap, false);
   if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) != 0 &&
-      now >= atomic_load_explicit(&abandoned_next_ms, memory_order_relaxed))
-    heap_collect_abandoned(false);
+      now >= atomic_load_explicit(&abandoned_next_sweep_ms, memory_order_relaxed))
+    heap_sweep_abandoned(false);
+}
+
+void heap_trim_all(void) {
+  heap_process_init();
+  gl_heap_t *heap = gl_tls_heap;
+  if (heap != &gl_heap_empty) heap_sweep(heap, true);
+  heap_sweep_abandoned(true);
+  purge_cache_all();
 }
 
 /* ---- The slow path of malloc ---- */
 
+static uint64_t next_key(gl_heap_t *heap) {
+  /* xorshift64*: page keys need to be unpredictable to a careless program, not to
+   * an attacker; the generator is seeded from getrandom. */
+  uint64_t x = heap->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  heap->rng = x;
+  return (x * 0x2545F4914F6CDD1Dull) | 1;
+}
+
+/* The page to allocate a block of class cls from: the first of its queue with a
+ * free block (gathering frees, moving exhausted pages to the full list on the way),
+ * else a new page. */
 static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
-  gl_page_queue_t *q = &heap->queues[cls];
-  gl_page_t *page = q->first;
+  gl_page_t *page = queue_first(heap, cls);
   while (page != NULL) {
-    gl_page_t *next = page->next;
-    page_collect(page);
+    gl_page_t *next = list_page(page->link.next);
+    page_gather_frees(page);
     if (page->free != NULL || page_extend(page)) break;
     if (!heap_page_to_full(heap, page)) {
-      page_collect(page);
+      page_gather_frees(page);
       gl_assert(page->free != NULL);
       break;
     }
@@ -305,20 +306,19 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
   }
   if (page != NULL) {
     kept_clear(heap, page);
-    if (q->first != page) {
-      queue_remove(q, page);
-      queue_push_front(q, page);
-      direct_update(heap, cls);
+    if (queue_first(heap, cls) != page) {
+      class_queue_remove(heap, page);
+      class_queue_push(heap, page, true);
     }
     return page;
   }
   bool is_zero = false;
-  page = segment_page_alloc(heap, sizeclass_kind(cls), &is_zero);
+  page = purge_page_alloc(&heap->purge, heap, sizeclass_kind(cls), &is_zero);
   if (page == NULL) return NULL;
-  page_init(heap, page, (uint8_t)cls, is_zero);
+  page_init(page, heap, (uint8_t)cls, is_zero, (uintptr_t)next_key(heap));
   page_extend(page);
-  queue_push_front(q, page);
-  direct_update(heap, cls);
+  class_queue_push(heap, page, true);
+  gl_validate(page_is_valid(page));
   return page;
 }
 
@@ -339,7 +339,7 @@ GL_INLINE void *page_take_block(gl_page_t *page, size_t size, bool zero) {
 static void *heap_alloc_from(gl_heap_t *heap, size_t size, bool zero) {
   if (gl_unlikely(size > GL_MEDIUM_MAX)) return large_alloc(size, 0, zero);
   unsigned cls = sizeclass_of(size);
-  gl_page_t *page = heap->queues[cls].first;
+  gl_page_t *page = queue_first(heap, cls);
   if (page == NULL || page->free == NULL) {
     heap_maintain(heap);
     page = heap_find_page(heap, cls);
@@ -351,8 +351,10 @@ static void *heap_alloc_from(gl_heap_t *heap, size_t size, bool zero) {
   return page_take_block(page, size, zero);
 }
 
+static gl_heap_t *heap_get_or_init(void);
 static void *heap_malloc_after_exit(size_t size, bool zero);
 
+/* malloc's second stop: the thread's first call, large sizes, a page to find. */
 static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zero) {
   if (gl_unlikely(heap == &gl_heap_empty)) {
     if (gl_unlikely(gl_tls_heap_done)) return heap_malloc_after_exit(size, zero);
@@ -365,14 +367,14 @@ static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zer
   return heap_alloc_from(heap, size, zero);
 }
 
-/* malloc's first stop off the fast path.  Kept small (no register spills): it pops
- * the class queue's head for sizes above the direct table, and refills a page whose
- * free list ran dry from the owner's own frees (local_free).  Housekeeping (remote
- * frees, purges, full pages) waits for every 16th refill, or anything else. */
-void *heap_malloc_generic(size_t size, gl_heap_t *heap, bool zero) {
+/* Kept small (no register spills): it pops the class queue's head for sizes above
+ * the direct table, and refills a page whose free list ran dry from the owner's own
+ * frees (local_free).  Housekeeping (remote frees, purges, full pages) waits for
+ * every 16th refill, or anything else. */
+void *heap_malloc_refill(size_t size, gl_heap_t *heap, bool zero) {
   gl_page_t *page;
   if (gl_likely(size <= GL_DIRECT_MAX)) page = heap->direct[(size + 15) >> 4];
-  else if (size <= GL_MEDIUM_MAX) page = heap->queues[sizeclass_of(size)].first;
+  else if (size <= GL_MEDIUM_MAX) page = queue_first(heap, sizeclass_of(size));
   else return heap_malloc_slow(size, heap, zero);
   if (gl_unlikely(page == NULL)) return heap_malloc_slow(size, heap, zero);
   if (page->free == NULL) { /* (above the direct table, the head may have blocks) */
@@ -398,15 +400,16 @@ static gl_heap_t *heap_new_locked(void) {
   gl_heap_t *heap = (gl_heap_t *)heap_pool_next;
   heap_pool_next += size;
   for (size_t i = 0; i < GL_DIRECT_COUNT; i++) heap->direct[i] = &gl_page_empty;
-  heap->next_purge_ms = UINT64_MAX;
   heap->rng = os_random();
-  pthread_mutex_init(&heap->lock, NULL);
+  segment_set_init(&heap->segs);
+  purge_queue_init(&heap->purge, &heap->segs);
   heap->all_next = atomic_load_explicit(&heaps_all, memory_order_relaxed);
   atomic_store_explicit(&heaps_all, heap, memory_order_release);
   return heap;
 }
 
-gl_heap_t *heap_get_or_init(void) {
+/* The thread's heap: an abandoned one adopted whole, or a new one. */
+static gl_heap_t *heap_get_or_init(void) {
   heap_process_init();
   gl_heap_t *heap = gl_tls_heap;
   if (heap != &gl_heap_empty) return heap;
@@ -421,11 +424,12 @@ gl_heap_t *heap_get_or_init(void) {
     heap = heap_new_locked();
   }
   if (heap != NULL) {
-    heap->state = GL_HEAP_ACTIVE;
+    atomic_store_explicit(&heap->state, GL_HEAP_ACTIVE, memory_order_relaxed);
     gl_counter_add(&gl_counters.heaps, 1);
   }
   pthread_mutex_unlock(&registry_lock);
   if (heap == NULL) return NULL;
+  gl_validate(heap_is_valid(heap));
   gl_tls_heap = heap;
   /* May allocate (a second-level key table): the heap is in place already. */
   if (thread_key_ok) pthread_setspecific(thread_key, heap);
@@ -435,18 +439,17 @@ gl_heap_t *heap_get_or_init(void) {
 static void heap_thread_done(void *value) {
   gl_heap_t *heap = value;
   if (heap == NULL || heap == &gl_heap_empty || heap != gl_tls_heap) return;
-  heap_collect(heap, false);
+  heap_sweep(heap, false);
   gl_tls_heap = &gl_heap_empty;
   gl_tls_heap_done = 1;
   pthread_mutex_lock(&registry_lock);
-  heap->state = GL_HEAP_ABANDONED;
+  atomic_store_explicit(&heap->state, GL_HEAP_ABANDONED, memory_order_relaxed);
   heap->abandoned_next = heaps_abandoned;
   heaps_abandoned = heap;
   atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
   gl_counter_sub(&gl_counters.heaps, 1);
   gl_counter_add(&gl_counters.heaps_abandoned, 1);
   pthread_mutex_unlock(&registry_lock);
-  purge_notify(heap_dirty(heap) + segment_cache_dirty_bytes());
 }
 
 /* After its heap is abandoned a thread may still allocate: a pthread key destructor
@@ -489,6 +492,12 @@ bool heap_is_lost(gl_heap_t *heap) {
   return atomic_load_explicit(&heap->state, memory_order_relaxed) == GL_HEAP_LOST;
 }
 
+static void heap_lose(gl_heap_t *heap) {
+  atomic_store_explicit(&heap->state, GL_HEAP_LOST, memory_order_relaxed);
+  atomic_store_explicit(&heap->purge.lost, 1, memory_order_relaxed);
+  if (heap == gl_tls_heap) gl_tls_heap = &gl_heap_empty;
+}
+
 static void heap_fork_child(void) {
   if (!gl_mutex_was_free_at_fork(&registry_lock)) {
     /* Mid-adoption, abandonment or heap creation: forget the abandoned list and the
@@ -498,11 +507,11 @@ static void heap_fork_child(void) {
     atomic_store_explicit(&abandoned_count, 0, memory_order_relaxed);
     heap_pool_next = heap_pool_end = NULL;
   }
-  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) {
-    if (gl_mutex_was_free_at_fork(&h->lock)) continue;
-    atomic_store_explicit(&h->state, GL_HEAP_LOST, memory_order_relaxed);
-    __atomic_store_n(&h->next_purge_ms, UINT64_MAX, __ATOMIC_RELAXED);
-    if (h == gl_tls_heap) gl_tls_heap = &gl_heap_empty;
+  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next)
+    if (!gl_mutex_was_free_at_fork(&h->segs.lock)) heap_lose(h);
+  if (!gl_mutex_was_free_at_fork(&exit_lock) && exit_heap != NULL) {
+    heap_lose(exit_heap);
+    exit_heap = NULL;
   }
   for (gl_heap_t **link = &heaps_abandoned; *link;) {
     if (heap_is_lost(*link)) {
@@ -512,10 +521,27 @@ static void heap_fork_child(void) {
       link = &(*link)->abandoned_next;
     }
   }
-  if (!gl_mutex_was_free_at_fork(&exit_lock) && exit_heap != NULL) {
-    atomic_store_explicit(&exit_heap->state, GL_HEAP_LOST, memory_order_relaxed);
-    exit_heap = NULL;
-  }
   segment_fork_child();
   purge_fork_child();
+}
+
+/* ---- Validation (debug builds) ---- */
+
+bool heap_is_valid(gl_heap_t *heap) {
+  size_t kept = 0;
+  for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
+    gl_page_t *first = queue_first(heap, cls);
+    for (unsigned i = direct_lo[cls]; i <= direct_hi[cls]; i++)
+      if (heap->direct[i] != (first ? first : &gl_page_empty)) return false;
+    for (gl_page_t *p = first; p; p = list_page(p->link.next)) {
+      if (p->owner != heap || p->class_idx != cls || p->on_full_list || !page_is_valid(p)) return false;
+      if (__atomic_load_n(&p->fast_free_owner, __ATOMIC_RELAXED) != heap) return false;
+      if (p->kept_empty) kept += segment_page_area(p);
+    }
+  }
+  for (gl_page_t *p = list_page(heap->full.first); p; p = list_page(p->link.next)) {
+    if (p->owner != heap || !p->on_full_list || p->kept_empty || !page_is_valid(p)) return false;
+    if (__atomic_load_n(&p->fast_free_owner, __ATOMIC_RELAXED) != NULL) return false;
+  }
+  return kept == heap->kept_bytes;
 }

@@ -1,23 +1,15 @@
-/* large.c: blocks over GL_MEDIUM_MAX, each in a segment of its own.
- *
- * A large block starts GL_LARGE_OFFSET (one OS page) into its segment, so it is
- * page aligned; the mapping is as long as the block needs, rounded to OS pages.
- * Freed large segments go to the segment cache, where they are purged after the
- * purge delay and unmapped later.  realloc of a large block resizes the mapping in
- * place or moves it with mremap: page tables move, contents are never copied.
- */
+/* large.c: blocks over GL_MEDIUM_MAX (large.h). */
 #include <errno.h>
 #include <string.h>
 
 #include "check.h"
-#include "internal.h"
+#include "large.h"
 
 void *large_alloc(size_t size, size_t alignment, bool zero) {
   if (size > GL_MAX_ALLOC) {
     errno = ENOMEM;
     return NULL;
   }
-  heap_process_init();
   bool is_zero = false;
   gl_segment_t *seg = segment_large_alloc(size, alignment, &is_zero);
   if (seg == NULL) {
@@ -29,17 +21,18 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   gl_counter_add(&gl_counters.large_blocks, 1);
   gl_counter_add(&gl_counters.large_bytes, seg->mapped_size);
   gl_counter_add(&gl_counters.large_in_use_bytes, seg->large_usable);
+  purge_large_allocated();
   return block;
 }
 
-/* p is the block of seg (alloc_check_block said so); a cached segment holds no block. */
 void large_free(gl_segment_t *seg, void *p) {
   gl_assert((uint8_t *)p == (uint8_t *)seg + seg->large_offset);
-  if (seg->cached) gl_fatal("double free of", p, NULL, NULL);
+  if (segment_is_cached(seg)) gl_fatal("double free of", p, NULL, NULL);
   gl_counter_sub(&gl_counters.large_blocks, 1);
   gl_counter_sub(&gl_counters.large_bytes, seg->mapped_size);
   gl_counter_sub(&gl_counters.large_in_use_bytes, seg->large_usable);
   segment_large_free(seg);
+  purge_large_freed();
 }
 
 /* Moves the large-block counters of seg from its old mapping size to its new one. */
@@ -51,9 +44,7 @@ static void large_counters_resized(gl_segment_t *seg, size_t old_mapped, size_t 
   gl_counter_add(&gl_counters.large_in_use_bytes, seg->large_usable);
 }
 
-/* Returns the new block or NULL (errno = ENOMEM, old block intact). */
-void *large_realloc(gl_segment_t *seg, void *p, size_t size) {
-  uint8_t *block = (uint8_t *)seg + seg->large_offset;
+void *large_resize(gl_segment_t *seg, void *p, size_t size) {
   size_t page = os_page_size();
   size_t needed = gl_align_up(seg->large_offset + size, page);
   size_t mapped = seg->mapped_size, usable = seg->large_usable;
@@ -75,11 +66,7 @@ void *large_realloc(gl_segment_t *seg, void *p, size_t size) {
       return (uint8_t *)moved + moved->large_offset;
     }
   }
-  /* Shrinking into a small or medium block, over-aligned blocks, or mremap failed. */
-  void *fresh = alloc_malloc(size);
-  if (fresh == NULL) return NULL;
-  size_t old_usable = usable - (size_t)((uint8_t *)p - block);
-  memcpy(fresh, p, size < old_usable ? size : old_usable);
-  large_free(seg, p);
-  return fresh;
+  /* Shrinking into a small or medium block, over-aligned blocks, or mremap failed:
+   * the caller allocates and copies. */
+  return NULL;
 }

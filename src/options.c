@@ -8,12 +8,14 @@
 #include <string.h>
 
 #include "check.h"
-#include "internal.h"
+#include "options.h"
 
 gl_options_t gl_options = {
     .purge_delay_ms = 10,
+    .purge_idle_ms = 100,
+    .purge_window_ms = 1000,
     .purge_decommit = 1,
-    .retain_bytes = 4 << 20,
+    .retain_bytes = 1 << 20,
     .segment_cache = 32,
     .stats_at_exit = 0,
     .verbose = 0,
@@ -29,6 +31,8 @@ typedef struct option_desc_s {
 
 static const option_desc_t option_table[] = {
     {"purge_delay_ms", "GALLEON_PURGE_DELAY_MS", &gl_options.purge_delay_ms, 0, 3600000},
+    {"purge_idle_ms", "GALLEON_PURGE_IDLE_MS", &gl_options.purge_idle_ms, 1, 3600000},
+    {"purge_window_ms", "GALLEON_PURGE_WINDOW_MS", &gl_options.purge_window_ms, 0, 3600000},
     {"purge_decommit", "GALLEON_PURGE_DECOMMIT", &gl_options.purge_decommit, 0, 1},
     {"retain_bytes", "GALLEON_RETAIN_BYTES", &gl_options.retain_bytes, 0, (long)1 << 40},
     {"segment_cache", "GALLEON_SEGMENT_CACHE", &gl_options.segment_cache, 0, 4096},

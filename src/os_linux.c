@@ -1,24 +1,10 @@
-/* os_linux.c: the only file that talks to the kernel.
+/* os_linux.c: the only file that talks to the kernel; its contract is os.h.
  *
- * Contract for the layers above:
- *  - os_map_aligned(size, alignment): read-write, zeroed, lazily committed memory
- *    whose start is a multiple of alignment (a power of two >= the OS page), or NULL.
- *    The mapping is accounted (no MAP_NORESERVE): under the kernel's overcommit
- *    policy an impossible request fails here, as glibc's malloc does, instead of
- *    succeeding and meeting the OOM killer later.  Untouched pages still cost no RAM.
- *  - os_map(size): read-write, zeroed memory for metadata, anywhere (OS page aligned).
- *  - os_reserve_aligned(): the same address-space shape with no access and no
- *    commitment, as a target for os_move or for os_commit.
- *  - os_commit(addr, size): makes reserved pages read-write (and charged); false
- *    when the overcommit policy refuses.
- *  - os_purge(addr, size): the range stays mapped but gives its memory back; returns
- *    true when it will read as zero afterwards (MADV_DONTNEED), false for MADV_FREE.
- *  - os_resize_in_place / os_move: mremap, never copying page contents.
- *  - os_write(): the raw write system call -- not a cancellation point, so a
- *    diagnostic is printed even in a thread with a pending cancel.
- *  - os_getenv(): secure_getenv, so set-user-ID programs ignore GALLEON_* variables.
- *  - Nothing here allocates, and nothing here changes errno: a failure is reported
- *    by the return value, and the public API sets errno when it gives up.
+ * Linux specifics: mappings are made without MAP_NORESERVE (the overcommit policy
+ * sees them); reservations are PROT_NONE, which the kernel does not charge until
+ * they are made writable.  A hint address makes the common segment mapping one
+ * system call: the kernel usually honours it, so the mapping comes back aligned
+ * without the reserve-and-trim fallback.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,8 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "internal.h"
+#include <pthread.h>
+#include <signal.h>
+
+#include "os.h"
 
 static size_t os_page = 4096;
 /* Next address to ask the kernel for: usually the kernel honours the hint and the
@@ -132,11 +120,11 @@ void *os_reserve_aligned(size_t size, size_t alignment) {
   return os_map_aligned_prot(size, alignment, PROT_NONE);
 }
 
-bool os_purge(void *addr, size_t size) {
+bool os_purge(void *addr, size_t size, bool decommit) {
   if (size == 0) return true;
   int saved = errno;
   bool zero = true;
-  if (gl_options.purge_decommit) {
+  if (decommit) {
     madvise(addr, size, MADV_DONTNEED);
   } else if (madvise(addr, size, MADV_FREE) == 0) {
     zero = false;
@@ -200,3 +188,63 @@ void os_write(int fd, const char *text, size_t len) {
 /* secure_getenv() does not allocate in glibc; it is safe before main and in any
  * thread, and returns NULL in set-user-ID and set-group-ID programs. */
 const char *os_getenv(const char *name) { return secure_getenv(name); }
+
+/* ---- The background thread and its event ---- */
+
+bool os_thread_start(void *(*fn)(void *), const char *name) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* the new thread inherits the mask */
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 128 * 1024);
+  pthread_t thread;
+  int saved = errno;
+  int rc = pthread_create(&thread, &attr, fn, NULL);
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc == 0) pthread_setname_np(thread, name);
+  errno = saved;
+  return rc == 0;
+}
+
+void os_event_init(os_event_t *ev) {
+  pthread_mutex_init(&ev->lock, NULL);
+  pthread_condattr_t cattr;
+  pthread_condattr_init(&cattr);
+  pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+  pthread_cond_init(&ev->cond, &cattr);
+  pthread_condattr_destroy(&cattr);
+}
+
+void os_event_lock(os_event_t *ev) { pthread_mutex_lock(&ev->lock); }
+void os_event_unlock(os_event_t *ev) { pthread_mutex_unlock(&ev->lock); }
+
+void os_event_wait(os_event_t *ev, uint64_t deadline_ms) {
+  int saved = errno;
+  if (deadline_ms == UINT64_MAX) {
+    pthread_cond_wait(&ev->cond, &ev->lock);
+  } else {
+    uint64_t now = os_clock_ms();
+    if (deadline_ms > now) {
+      uint64_t wait_ms = deadline_ms - now + 1; /* the coarse clock may lag: one more */
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      ts.tv_sec += (time_t)(wait_ms / 1000);
+      ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      pthread_cond_timedwait(&ev->cond, &ev->lock, &ts);
+    }
+  }
+  errno = saved;
+}
+
+void os_event_signal(os_event_t *ev) {
+  pthread_mutex_lock(&ev->lock);
+  pthread_cond_signal(&ev->cond);
+  pthread_mutex_unlock(&ev->lock);
+}

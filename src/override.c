@@ -5,20 +5,19 @@
 #include <stdlib.h>
 
 #include "alloc.h"
-#include "internal.h"
 
 #define GL_EXPORT __attribute__((visibility("default")))
 
 GL_EXPORT void *malloc(size_t size) { return alloc_malloc_fast(size); }
-GL_EXPORT void *calloc(size_t count, size_t size) { return alloc_calloc(count, size); }
+GL_EXPORT void *calloc(size_t count, size_t size) { return alloc_calloc_fast(count, size); }
 GL_EXPORT void free(void *ptr) { alloc_free_fast(ptr); }
 GL_EXPORT void *realloc(void *ptr, size_t size) { return galleon_realloc(ptr, size); }
 GL_EXPORT void *reallocarray(void *ptr, size_t count, size_t size) {
   return galleon_reallocarray(ptr, count, size);
 }
-GL_EXPORT void free_sized(void *ptr, size_t size) { alloc_free(ptr); }
-GL_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) { alloc_free(ptr); }
-GL_EXPORT void cfree(void *ptr) { alloc_free(ptr); }
+GL_EXPORT void free_sized(void *ptr, size_t size) { alloc_free_fast(ptr); }
+GL_EXPORT void free_aligned_sized(void *ptr, size_t alignment, size_t size) { alloc_free_fast(ptr); }
+GL_EXPORT void cfree(void *ptr) { alloc_free_fast(ptr); }
 GL_EXPORT int posix_memalign(void **memptr, size_t alignment, size_t size) {
   return galleon_posix_memalign(memptr, alignment, size);
 }
@@ -71,10 +70,10 @@ GL_EXPORT int malloc_info(int options, FILE *stream) {
 
 /* Entry points glibc exports under internal names; some programs and libraries
  * call them directly. */
-GL_EXPORT void *__libc_malloc(size_t size) { return alloc_malloc(size); }
-GL_EXPORT void *__libc_calloc(size_t count, size_t size) { return alloc_calloc(count, size); }
+GL_EXPORT void *__libc_malloc(size_t size) { return alloc_malloc_fast(size); }
+GL_EXPORT void *__libc_calloc(size_t count, size_t size) { return alloc_calloc_fast(count, size); }
 GL_EXPORT void *__libc_realloc(void *ptr, size_t size) { return galleon_realloc(ptr, size); }
-GL_EXPORT void __libc_free(void *ptr) { alloc_free(ptr); }
+GL_EXPORT void __libc_free(void *ptr) { alloc_free_fast(ptr); }
 GL_EXPORT void *__libc_memalign(size_t alignment, size_t size) {
   return galleon_memalign(alignment, size);
 }

@@ -1,57 +1,36 @@
-/* page.c: the blocks and free lists of one page (one size class).
- *
- * Three lists, so the common paths never contend:
- *   free        malloc pops from it (owner only)
- *   local_free  the owner's frees go here (owner only)
- *   thread_free other threads push here with one compare-and-swap; the owner takes
- *               the whole list at once.  Its low two bits carry the GL_TF_* state.
- * `used` counts blocks handed out, including remote frees not yet collected, so a
- * page is empty exactly when used == 0 after a collection.
- */
+/* page.c: the blocks and free lists of one page (page.h). */
 #include <string.h>
 
 #include "check.h"
-#include "internal.h"
+#include "page.h"
 #include "sizeclass.h"
 
-static uint64_t next_key(gl_heap_t *heap) {
-  /* xorshift64*: page keys need to be unpredictable to a careless program, not to
-   * an attacker; the generator is seeded from getrandom. */
-  uint64_t x = heap->rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  heap->rng = x;
-  return (x * 0x2545F4914F6CDD1Dull) | 1;
-}
-
-void page_init(gl_heap_t *heap, gl_page_t *page, uint8_t class_idx, bool mem_is_zero) {
+void page_init(gl_page_t *page, struct gl_heap_s *owner, uint8_t class_idx, bool mem_is_zero, uintptr_t key) {
   size_t bs = sizeclass_block_size(class_idx);
-  uint32_t reserved = (uint32_t)(gl_page_area(page) / bs);
+  uint32_t reserved = (uint32_t)(segment_page_area(page) / bs);
   gl_assert(reserved >= 1);
   page->free = NULL;
   page->used = 0;
   __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
-  page->heap = heap;
-  __atomic_store_n(&page->fast_owner, heap, __ATOMIC_RELAXED);
-  page->block_magic = gl_block_magic(bs);
+  page->owner = owner;
+  __atomic_store_n(&page->fast_free_owner, owner, __ATOMIC_RELAXED);
+  page->block_magic = page_block_magic(bs);
   __atomic_store_n(&page->carved_limit, 0, __ATOMIC_RELAXED);
-  page->in_full = 0;
+  page->on_full_list = 0;
   page->has_aligned = 0;
   page->free_is_zero = 0;
   page->mem_is_zero = mem_is_zero;
-  page->key = (uintptr_t)next_key(heap);
+  page->key = key;
   page->local_free = NULL;
   atomic_store_explicit(&page->thread_free, GL_TF_NORMAL, memory_order_relaxed);
   page->block_size = (uint32_t)bs;
   page->reserved = reserved;
   page->class_idx = class_idx;
   page->kept_empty = 0;
-  page->next = page->prev = page->notify_next = NULL;
+  page->link.next = page->link.prev = NULL;
+  page->notify_next = NULL;
 }
 
-/* Carves the next few blocks of the page into the free list: about 4 KiB at a time,
- * so a page's memory becomes resident only as it is used. */
 bool page_extend(gl_page_t *page) {
   if (page->capacity >= page->reserved) return false;
   gl_assert(page->free == NULL);
@@ -73,13 +52,12 @@ bool page_extend(gl_page_t *page) {
   page->free = (gl_block_t *)first;
   /* Remote threads read these in free's checks: relaxed atomic stores. */
   __atomic_store_n(&page->capacity, page->capacity + n, __ATOMIC_RELAXED);
-  __atomic_store_n(&page->carved_limit, gl_carved_limit(bs, page->capacity), __ATOMIC_RELAXED);
+  __atomic_store_n(&page->carved_limit, page_carved_limit(bs, page->capacity), __ATOMIC_RELAXED);
   page->free_is_zero = page->mem_is_zero;
   return true;
 }
 
-/* Moves the owner's and other threads' frees back to where malloc finds them. */
-void page_collect(gl_page_t *page) {
+void page_gather_frees(gl_page_t *page) {
   if (page->local_free != NULL && page->free == NULL) {
     page->free = page->local_free;
     page->local_free = NULL;
@@ -125,11 +103,29 @@ void page_free_remote(gl_page_t *page, gl_block_t *block) {
                                                   memory_order_acq_rel, memory_order_relaxed));
   if ((old & GL_TF_STATE) == GL_TF_FULL) {
     /* NOTIFIED pins the page to its heap until the owner pops it from the stack. */
-    gl_heap_t *heap = page->heap;
+    struct gl_heap_s *heap = page->owner;
     gl_page_t *head = atomic_load_explicit(&heap->notified, memory_order_relaxed);
     do {
       page->notify_next = head;
     } while (!atomic_compare_exchange_weak_explicit(&heap->notified, &head, page,
                                                     memory_order_release, memory_order_relaxed));
   }
+}
+
+bool page_is_valid(const gl_page_t *page) {
+  if (page->state != GL_PAGE_IN_USE) return page->owner == NULL && page->carved_limit == 0;
+  if (page->owner == NULL || page->capacity > page->reserved || page->used > page->capacity) return false;
+  if (page->block_size != sizeclass_block_size(page->class_idx)) return false;
+  if (page->carved_limit != page_carved_limit(page->block_size, page->capacity)) return false;
+  if ((size_t)page->reserved * page->block_size > segment_page_area(page)) return false;
+  /* Every block on the owner's lists is free and inside the carved area. */
+  uint32_t listed = 0;
+  const gl_block_t *lists[2] = {page->free, page->local_free};
+  for (int l = 0; l < 2; l++) {
+    for (const gl_block_t *b = lists[l]; b != NULL; b = b->next) {
+      if (!page_is_block_start(page, b, true) || !page_block_is_free(page, b)) return false;
+      if (++listed > page->capacity) return false; /* a cycle */
+    }
+  }
+  return listed + page->used <= page->capacity;
 }

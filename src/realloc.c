@@ -4,25 +4,32 @@
 #include <errno.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "check.h"
-#include "internal.h"
 
 void *realloc_impl(void *p, size_t size) {
-  if (p == NULL) return alloc_malloc(size);
+  if (p == NULL) return alloc_malloc_fast(size);
   /* Validated first: a bad or freed pointer is reported even when the size is bad,
    * and before anything is copied. */
   void *start;
-  gl_page_t *page = alloc_check_block(p, "invalid realloc of", true, &start);
+  gl_page_t *page = free_check_block(p, "invalid realloc of", true, &start);
   if (size > GL_MAX_ALLOC) {
     errno = ENOMEM;
     return NULL;
   }
-  if (page == NULL) return large_realloc(segment_find(p), p, size);
-  size_t usable = page->block_size - (size_t)((uint8_t *)p - (uint8_t *)start);
-  if (size <= usable && size >= usable / 2) return p;
-  void *fresh = alloc_malloc(size);
+  size_t usable;
+  if (page == NULL) {
+    gl_segment_t *seg = segment_find(p);
+    void *resized = large_resize(seg, p, size);
+    if (resized != NULL) return resized;
+    usable = seg->large_usable;
+  } else {
+    usable = page->block_size - (size_t)((uint8_t *)p - (uint8_t *)start);
+    if (size <= usable && size >= usable / 2) return p;
+  }
+  void *fresh = alloc_malloc_fast(size);
   if (fresh == NULL) return NULL;
   memcpy(fresh, p, size < usable ? size : usable);
-  alloc_free(p);
+  alloc_free_fast(p);
   return fresh;
 }

@@ -1,25 +1,25 @@
 /* segment.c: aligned regions, page descriptors, the segment map, the segment cache.
  *
- * Lock order: heap registry lock (heap.c) -> heap->lock -> cache_lock.
- * heap->lock guards a heap's segments, their page masks and the purge queue: the
- * owner takes it when a page enters or leaves use (not per block), the purger
- * thread and stats walkers take it to look at a heap they do not own.
- * cache_lock guards the segment cache (freed segments kept for reuse); nothing on a
- * malloc or free fast path takes it.
+ * Lock order: (heap registry, heap.c) -> set->lock -> cache_lock.
+ * set->lock guards a heap's segment lists, the page masks of its segments and its
+ * purge queue; callers of the page functions hold it.  cache_lock guards the
+ * segment cache (freed segments kept for reuse) and is taken only here.
  *
- * Invariants:
+ * Invariants (segment_is_valid checks them in debug builds):
  *  - A small or medium segment is exactly GL_SEGMENT_SIZE bytes and belongs to one
- *    heap; only that heap's owner (or a thread holding the abandoned heap) changes it.
- *  - free_mask has a bit for every unused page; dirty_mask is the subset that is still
- *    resident, and each of those pages is on its heap's purge queue.
- *  - The segment map says GL_SEGMAP_SMALL/MEDIUM/LARGE for the first unit of
- *    every mapped segment (cached ones too) and GL_SEGMAP_TAIL for later units.
+ *    heap's set; only that heap's owner (or the purger, under set->lock) changes it.
+ *  - free_mask has a bit for every unused page; dirty_mask is the subset still
+ *    resident; used_pages counts the rest.
+ *  - The segment map says SMALL/MEDIUM/LARGE for the first unit of every mapped
+ *    segment (cached ones too) and TAIL for later units.
  */
 #include <string.h>
 
 #include "check.h"
-#include "internal.h"
-#include "sizeclass.h"
+#include "options.h"
+#include "segment.h"
+
+/* ---- The segment map ---- */
 
 /* Read by every free(); an unused range points at the zero chunk, which is never
  * written, so a lookup needs no NULL test. */
@@ -40,34 +40,10 @@ static _Atomic(uint8_t) *segmap_chunk(size_t c) {
   return (_Atomic(uint8_t) *)(__atomic_load_n(&gl_segmap[c], __ATOMIC_ACQUIRE) + SEGMAP_BIAS(c));
 }
 
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static gl_segment_t *cache_first; /* most recently cached first */
-static size_t cache_count;
-static size_t cache_dirty_bytes;
-_Atomic(uint64_t) gl_cache_next_event_ms = UINT64_MAX;
-
-/* In a fork child: if another thread held cache_lock at the fork, the cache list may
- * be half-changed, so the child forgets the cache (its segments stay mapped, unused,
- * and a stale free() of one still finds it cached). */
-void segment_fork_child(void) {
-  if (!gl_mutex_was_free_at_fork(&cache_lock)) {
-    cache_first = NULL;
-    cache_count = 0;
-    __atomic_store_n(&cache_dirty_bytes, 0, __ATOMIC_RELAXED);
-    atomic_store_explicit(&gl_cache_next_event_ms, UINT64_MAX, memory_order_relaxed);
-  }
-}
-
-/* Rounded to GL_PAGE_START_ALIGN so every page start is aligned to it (aligned.c
- * relies on that); the part of the first page that rounding skips is never touched. */
-static size_t segment_header_size(unsigned page_count) {
-  return gl_align_up(sizeof(gl_segment_t) + page_count * sizeof(gl_page_t), GL_PAGE_START_ALIGN);
-}
-
 /* Maps the chunks of the segment map that cover [addr, addr + size); false when the
  * OS has no memory for one.  Chunks are installed with a CAS and never removed, so
  * no lock is needed and a fork() at any point leaves a usable map. */
-bool segment_map_reserve(const void *addr, size_t size) {
+static bool segment_map_reserve(const void *addr, size_t size) {
   size_t first = (uintptr_t)addr >> GL_SEGMENT_SHIFT;
   size_t last = ((uintptr_t)addr + size - 1) >> GL_SEGMENT_SHIFT;
   if (size == 0 || last >= GL_SEGMAP_UNITS || last < first) return false;
@@ -86,7 +62,7 @@ bool segment_map_reserve(const void *addr, size_t size) {
 /* Marks the units of a mapping: `value` for the first, GL_SEGMAP_TAIL for the rest
  * (or NONE for all).  Setting requires segment_map_reserve() to have succeeded for
  * the range. */
-void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t value) {
+static void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t value) {
   size_t first = (uintptr_t)seg >> GL_SEGMENT_SHIFT;
   size_t units = (mapped_size + GL_SEGMENT_MASK) >> GL_SEGMENT_SHIFT;
   for (size_t i = 0; i < units && first + i < GL_SEGMAP_UNITS; i++) {
@@ -102,17 +78,18 @@ void segment_map_set(gl_segment_t *seg, size_t mapped_size, uint8_t value) {
   }
 }
 
-/* The segment that holds p, or NULL: walks back over the tail units of a large one. */
 gl_segment_t *segment_find(const void *p) {
   uintptr_t unit = (uintptr_t)p >> GL_SEGMENT_SHIFT;
   if (unit >= GL_SEGMAP_UNITS) return NULL;
   for (;;) {
-    uint8_t v = gl_segmap_get(unit << GL_SEGMENT_SHIFT);
+    uint8_t v = segment_map_get(unit << GL_SEGMENT_SHIFT);
     if ((v & GL_SEGMAP_PAGES_BIT) || v == GL_SEGMAP_LARGE) return (gl_segment_t *)(unit << GL_SEGMENT_SHIFT);
     if (v != GL_SEGMAP_TAIL || unit == 0) return NULL;
     unit--;
   }
 }
+
+/* ---- Mapping and unmapping ---- */
 
 /* Fresh address space for a segment (read-write, or reserved only), with the
  * segment-map chunks that will describe it already in place. */
@@ -142,47 +119,57 @@ static void segment_unmap(gl_segment_t *seg) {
   os_unmap(seg, size);
 }
 
+/* Rounded to GL_PAGE_START_ALIGN so every page start is aligned to it (aligned.c
+ * relies on that); the part of the first page that rounding skips is never touched. */
+static size_t segment_header_size(unsigned page_count) {
+  return gl_align_up(sizeof(gl_segment_t) + page_count * sizeof(gl_page_t), GL_PAGE_START_ALIGN);
+}
+
 /* ---- The segment cache ---- */
 
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static gl_list_t cache;        /* most recently cached first */
+static size_t cache_count;
+static size_t cache_total_bytes;    /* read without the lock */
+static size_t cache_resident_bytes; /* of those, CACHED_DIRTY: read without the lock */
+static _Atomic(uint64_t) cache_activity;
+
+static gl_segment_t *cache_segment(gl_link_t *link) {
+  return link ? gl_container_of(link, gl_segment_t, link) : NULL;
+}
+
+static void cache_bytes_add(size_t *counter, size_t delta, bool add) {
+  __atomic_store_n(counter, add ? *counter + delta : *counter - delta, __ATOMIC_RELAXED);
+}
+
 static void cache_unlink(gl_segment_t *seg) {
-  if (seg->prev) seg->prev->next = seg->next; else cache_first = seg->next;
-  if (seg->next) seg->next->prev = seg->prev;
-  seg->next = seg->prev = NULL;
-  seg->cached = 0;
+  gl_list_remove(&cache, &seg->link);
   cache_count--;
-  if (seg->cache_dirty == 1) __atomic_store_n(&cache_dirty_bytes, cache_dirty_bytes - seg->mapped_size, __ATOMIC_RELAXED);
+  cache_bytes_add(&cache_total_bytes, seg->mapped_size, false);
+  if (seg->cache_state == GL_SEGMENT_CACHED_DIRTY) cache_bytes_add(&cache_resident_bytes, seg->mapped_size, false);
+  __atomic_store_n(&seg->cache_state, GL_SEGMENT_LIVE, __ATOMIC_RELAXED);
   gl_counter_sub(&gl_counters.segments_cached, 1);
+  atomic_fetch_add_explicit(&cache_activity, 1, memory_order_relaxed);
 }
 
-/* A freed segment is big: refaulting it costs far more than a page's worth, so it
- * stays resident ten times longer than a freed page before it is purged. */
-static uint64_t cache_purge_delay_ms(void) {
-  return (uint64_t)gl_options.purge_delay_ms * 10;
-}
-
-static uint64_t cache_unmap_delay_ms(void) {
-  long d = gl_options.purge_delay_ms * 50;
-  return (uint64_t)(d < 1000 ? 1000 : d);
-}
-
-/* Purge a cached segment, keeping its first OS page: it holds the cache links. */
-static void cache_purge_entry(gl_segment_t *seg) {
-  if (seg->cache_dirty != 1) return;
+/* Purges a cached segment, keeping its first OS page: it holds the cache links. */
+static void cache_purge_entry(gl_segment_t *seg, bool decommit) {
+  if (seg->cache_state != GL_SEGMENT_CACHED_DIRTY) return;
   size_t keep = os_page_size();
-  bool zero = os_purge((uint8_t *)seg + keep, seg->mapped_size - keep);
-  seg->cache_dirty = zero ? 0 : 2; /* 2: purged, but reads may not be zero (MADV_FREE) */
-  __atomic_store_n(&cache_dirty_bytes, cache_dirty_bytes - seg->mapped_size, __ATOMIC_RELAXED);
+  bool zero = os_purge((uint8_t *)seg + keep, seg->mapped_size - keep, decommit);
+  __atomic_store_n(&seg->cache_state, zero ? GL_SEGMENT_CACHED_ZERO : GL_SEGMENT_CACHED_LAZY, __ATOMIC_RELAXED);
+  cache_bytes_add(&cache_resident_bytes, seg->mapped_size, false);
 }
 
 /* Takes a cached segment of at least `size` bytes (exactly, when exact), or NULL.
- * With resizable, and nothing fits, takes the largest dirty one instead: the caller
- * resizes it with mremap, which keeps its resident pages -- cheaper than faulting in
- * a fresh mapping. */
+ * With resizable, and nothing fits, takes the smallest resident one that is big
+ * enough (the caller splits it), else the biggest resident one (the caller grows it
+ * with mremap): cheaper than faulting in a fresh mapping. */
 static gl_segment_t *cache_take(size_t size, bool exact, bool resizable, bool *is_zero) {
   gl_segment_t *best = NULL, *split = NULL, *largest_dirty = NULL;
   pthread_mutex_lock(&cache_lock);
-  for (gl_segment_t *s = cache_first; s; s = s->next) {
-    if (s->cache_dirty == 1) {
+  for (gl_segment_t *s = cache_segment(cache.first); s; s = cache_segment(s->link.next)) {
+    if (s->cache_state == GL_SEGMENT_CACHED_DIRTY) {
       if (largest_dirty == NULL || s->mapped_size > largest_dirty->mapped_size) largest_dirty = s;
       if (s->mapped_size >= size && (split == NULL || s->mapped_size < split->mapped_size)) split = s;
     }
@@ -191,122 +178,110 @@ static gl_segment_t *cache_take(size_t size, bool exact, bool resizable, bool *i
     if (best == NULL || s->mapped_size < best->mapped_size) best = s;
     if (s->mapped_size == size) break;
   }
-  /* Nothing fits: the smallest resident segment that is big enough (the caller
-   * splits it), else the biggest resident one (the caller grows it). */
   if (best == NULL && resizable) best = split ? split : largest_dirty;
   if (best) {
-    *is_zero = best->cache_dirty == 0 && gl_options.purge_decommit;
+    *is_zero = best->cache_state == GL_SEGMENT_CACHED_ZERO;
     cache_unlink(best);
   }
   pthread_mutex_unlock(&cache_lock);
   return best;
 }
 
-/* Resident memory the cache may hold before purging at once: half of what the
- * program has in large blocks, at least 8 x retain_bytes.  Either way the purger
- * returns it after purge_delay_ms once the program stops reusing it. */
-static size_t cache_dirty_budget(void) {
-  size_t floor = (size_t)gl_options.retain_bytes * 8;
-  size_t scaled = gl_counter_get(&gl_counters.large_in_use_bytes) / 2;
-  return scaled > floor ? scaled : floor;
-}
-
-/* Purges cache entries whose delay has passed and unmaps those unused for long (all
- * of them when force).  Cheap to call often: one atomic load when nothing is due. */
-void segment_cache_collect(uint64_t now, bool force) {
-  if (!force && now < atomic_load_explicit(&gl_cache_next_event_ms, memory_order_relaxed)) return;
-  gl_segment_t *to_unmap = NULL;
-  pthread_mutex_lock(&cache_lock);
-  uint64_t next = UINT64_MAX;
-  uint64_t purge_delay = cache_purge_delay_ms();
-  uint64_t unmap_delay = cache_unmap_delay_ms();
-  for (gl_segment_t *s = cache_first, *n; s; s = n) {
-    n = s->next;
-    if (force || now >= s->cached_at + unmap_delay) {
-      cache_unlink(s);
-      s->next = to_unmap;
-      to_unmap = s;
-      continue;
-    }
-    if (s->cache_dirty == 1 && now >= s->cached_at + purge_delay) cache_purge_entry(s);
-    uint64_t due = s->cache_dirty == 1 ? s->cached_at + purge_delay : s->cached_at + unmap_delay;
-    if (due < next) next = due;
-  }
-  atomic_store_explicit(&gl_cache_next_event_ms, next, memory_order_relaxed);
-  pthread_mutex_unlock(&cache_lock);
-  while (to_unmap) {
-    gl_segment_t *n = to_unmap->next;
-    segment_unmap(to_unmap);
-    to_unmap = n;
-  }
-}
-
-/* Gives a segment that no longer holds any block to the cache (or back to the OS). */
-static void segment_cache_put(gl_segment_t *seg, bool dirty) {
+/* Gives a segment that holds no block to the cache (or back to the OS when the
+ * cache is off or full: then the oldest entry goes). */
+static void cache_put(gl_segment_t *seg, bool dirty) {
   uint64_t now = os_clock_ms();
   gl_segment_t *evict = NULL;
   pthread_mutex_lock(&cache_lock);
-  if (gl_options.segment_cache <= 0) {
+  long capacity = __atomic_load_n(&gl_options.segment_cache, __ATOMIC_RELAXED);
+  if (capacity <= 0) {
     evict = seg;
   } else {
-    if (cache_count >= (size_t)gl_options.segment_cache) {
-      /* Evict the oldest entry. */
-      gl_segment_t *last = cache_first;
-      while (last->next) last = last->next;
-      cache_unlink(last);
-      evict = last;
+    if (cache_count >= (size_t)capacity) {
+      evict = cache_segment(cache.last);
+      cache_unlink(evict);
     }
-    seg->cached = 1;
-    seg->cache_dirty = dirty ? 1 : 0;
+    seg->cache_state = dirty ? GL_SEGMENT_CACHED_DIRTY : GL_SEGMENT_CACHED_ZERO;
     seg->cached_at = now;
-    seg->prev = NULL;
-    seg->next = cache_first;
-    if (cache_first) cache_first->prev = seg;
-    cache_first = seg;
+    gl_list_push_front(&cache, &seg->link);
     cache_count++;
+    cache_bytes_add(&cache_total_bytes, seg->mapped_size, true);
+    if (dirty) cache_bytes_add(&cache_resident_bytes, seg->mapped_size, true);
     gl_counter_add(&gl_counters.segments_cached, 1);
-    if (dirty) {
-      __atomic_store_n(&cache_dirty_bytes, cache_dirty_bytes + seg->mapped_size, __ATOMIC_RELAXED);
-      /* Keep the resident memory parked in the cache bounded: past the budget the
-       * oldest dirty segments are purged now instead of after the delay (the newest
-       * is the one most likely to be reused). */
-      if (gl_options.purge_delay_ms == 0) {
-        cache_purge_entry(seg);
-      } else if (cache_dirty_bytes > cache_dirty_budget()) {
-        gl_segment_t *last = cache_first;
-        while (last->next) last = last->next;
-        size_t budget = cache_dirty_budget();
-        for (gl_segment_t *s = last; s && cache_dirty_bytes > budget; s = s->prev) cache_purge_entry(s);
-      }
-    }
-    uint64_t due = now + (seg->cache_dirty == 1 ? cache_purge_delay_ms() : cache_unmap_delay_ms());
-    if (due < atomic_load_explicit(&gl_cache_next_event_ms, memory_order_relaxed))
-      atomic_store_explicit(&gl_cache_next_event_ms, due, memory_order_relaxed);
+    atomic_fetch_add_explicit(&cache_activity, 1, memory_order_relaxed);
   }
   pthread_mutex_unlock(&cache_lock);
   if (evict) segment_unmap(evict);
 }
 
-/* ---- Small and medium segments, owned by heaps ---- */
+void segment_cache_purge(size_t keep_bytes, uint64_t cached_by_ms, bool decommit) {
+  if (__atomic_load_n(&cache_resident_bytes, __ATOMIC_RELAXED) <= keep_bytes) return;
+  pthread_mutex_lock(&cache_lock);
+  for (gl_segment_t *s = cache_segment(cache.last); s && cache_resident_bytes > keep_bytes;
+       s = cache_segment(s->link.prev)) {
+    if (s->cached_at <= cached_by_ms) cache_purge_entry(s, decommit);
+  }
+  pthread_mutex_unlock(&cache_lock);
+}
 
-static void avail_push(gl_heap_t *heap, gl_segment_t *seg) {
-  gl_segment_t **head = &heap->avail[seg->kind];
-  seg->avail_prev = NULL;
-  seg->avail_next = *head;
-  if (*head) (*head)->avail_prev = seg;
-  *head = seg;
+void segment_cache_unmap(uint64_t cached_by_ms) {
+  gl_list_t doomed = {NULL, NULL};
+  pthread_mutex_lock(&cache_lock);
+  for (gl_segment_t *s = cache_segment(cache.last), *prev; s; s = prev) {
+    prev = cache_segment(s->link.prev);
+    if (s->cached_at > cached_by_ms) break; /* newer ones follow */
+    cache_unlink(s);
+    gl_list_push_back(&doomed, &s->link);
+  }
+  pthread_mutex_unlock(&cache_lock);
+  for (gl_link_t *l = doomed.first, *next; l; l = next) {
+    next = l->next;
+    segment_unmap(gl_container_of(l, gl_segment_t, link));
+  }
+}
+
+size_t segment_cache_resident_bytes(void) { return __atomic_load_n(&cache_resident_bytes, __ATOMIC_RELAXED); }
+size_t segment_cache_bytes(void) { return __atomic_load_n(&cache_total_bytes, __ATOMIC_RELAXED); }
+uint64_t segment_cache_activity(void) { return atomic_load_explicit(&cache_activity, memory_order_relaxed); }
+
+void segment_cache_stats(size_t *count, size_t *bytes, size_t *resident_bytes) {
+  pthread_mutex_lock(&cache_lock);
+  *count = cache_count;
+  *bytes = cache_total_bytes;
+  *resident_bytes = cache_resident_bytes;
+  pthread_mutex_unlock(&cache_lock);
+}
+
+/* In a fork child: if another thread held cache_lock at the fork, the cache list may
+ * be half-changed, so the child forgets the cache (its segments stay mapped, unused,
+ * and a stale free() of one still finds it cached). */
+void segment_fork_child(void) {
+  if (!gl_mutex_was_free_at_fork(&cache_lock)) {
+    cache.first = cache.last = NULL;
+    cache_count = 0;
+    __atomic_store_n(&cache_total_bytes, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&cache_resident_bytes, 0, __ATOMIC_RELAXED);
+  }
+}
+
+/* ---- Small and medium segments, owned by a heap's set ---- */
+
+void segment_set_init(gl_segset_t *set) {
+  memset(set, 0, sizeof *set);
+  pthread_mutex_init(&set->lock, NULL);
+}
+
+static void avail_push(gl_segset_t *set, gl_segment_t *seg) {
+  gl_list_push_front(&set->avail[seg->kind], &seg->avail_link);
   seg->in_avail = 1;
 }
 
-static void avail_remove(gl_heap_t *heap, gl_segment_t *seg) {
-  if (seg->avail_prev) seg->avail_prev->avail_next = seg->avail_next;
-  else heap->avail[seg->kind] = seg->avail_next;
-  if (seg->avail_next) seg->avail_next->avail_prev = seg->avail_prev;
-  seg->avail_next = seg->avail_prev = NULL;
+static void avail_remove(gl_segset_t *set, gl_segment_t *seg) {
+  gl_list_remove(&set->avail[seg->kind], &seg->avail_link);
   seg->in_avail = 0;
 }
 
-static gl_segment_t *segment_new_pages(gl_heap_t *heap, gl_kind_t kind) {
+static gl_segment_t *segment_new_pages(gl_segset_t *set, struct gl_heap_s *heap, gl_kind_t kind) {
   bool is_zero = false;
   gl_segment_t *seg = cache_take(GL_SEGMENT_SIZE, true, false, &is_zero);
   if (seg == NULL) {
@@ -335,21 +310,76 @@ static gl_segment_t *segment_new_pages(gl_heap_t *heap, gl_kind_t kind) {
     page->mem_is_zero = is_zero;
   }
   segment_map_set(seg, GL_SEGMENT_SIZE, kind == GL_KIND_SMALL ? GL_SEGMAP_SMALL : GL_SEGMAP_MEDIUM);
-
-  seg->next = heap->segments[kind];
-  if (seg->next) seg->next->prev = seg;
-  heap->segments[kind] = seg;
-  avail_push(heap, seg);
+  gl_list_push_front(&set->segments[kind], &seg->link);
+  avail_push(set, seg);
+  gl_validate(segment_is_valid(seg));
   return seg;
 }
 
-/* A segment with no page in use and no dirty page leaves the heap. */
-static void segment_release(gl_heap_t *heap, gl_segment_t *seg) {
-  gl_assert(seg->used_pages == 0 && seg->dirty_mask == 0);
-  if (seg->in_avail) avail_remove(heap, seg);
-  if (seg->prev) seg->prev->next = seg->next; else heap->segments[seg->kind] = seg->next;
-  if (seg->next) seg->next->prev = seg->prev;
-  seg->next = seg->prev = NULL;
+gl_page_t *segment_page_alloc(gl_segset_t *set, struct gl_heap_s *heap, gl_kind_t kind, bool *is_zero,
+                              bool *was_dirty) {
+  gl_link_t *first = set->avail[kind].first;
+  gl_segment_t *seg = first ? gl_container_of(first, gl_segment_t, avail_link) : segment_new_pages(set, heap, kind);
+  if (seg == NULL) return NULL;
+  gl_assert(seg->free_mask != 0);
+  /* A dirty page first: it is resident already, a clean one would fault in. */
+  uint64_t pick = seg->dirty_mask ? seg->dirty_mask : seg->free_mask;
+  unsigned idx = (unsigned)__builtin_ctzll(pick);
+  gl_page_t *page = &seg->pages[idx];
+  uint64_t bit = (uint64_t)1 << idx;
+  *was_dirty = page->state == GL_PAGE_FREE_DIRTY;
+  if (*was_dirty) page->mem_is_zero = 0;
+  *is_zero = page->mem_is_zero;
+  seg->free_mask &= ~bit;
+  seg->dirty_mask &= ~bit;
+  seg->used_pages++;
+  if (seg->free_mask == 0) avail_remove(set, seg);
+  __atomic_store_n(&page->state, GL_PAGE_IN_USE, __ATOMIC_RELAXED);
+  gl_validate(segment_is_valid(seg));
+  return page;
+}
+
+void segment_page_free(gl_segset_t *set, gl_page_t *page) {
+  gl_segment_t *seg = segment_of(page);
+  uint64_t bit = (uint64_t)1 << page->index;
+  gl_assert(page->state == GL_PAGE_IN_USE && page->used == 0);
+  page->owner = NULL;
+  __atomic_store_n(&page->fast_free_owner, NULL, __ATOMIC_RELAXED);
+  page->free = NULL;
+  page->local_free = NULL;
+  __atomic_store_n(&page->carved_limit, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&page->state, GL_PAGE_FREE_DIRTY, __ATOMIC_RELAXED);
+  seg->free_mask |= bit;
+  seg->dirty_mask |= bit;
+  seg->used_pages--;
+  if (!seg->in_avail) avail_push(set, seg);
+  gl_validate(segment_is_valid(seg));
+}
+
+uint64_t segment_purge_dirty(gl_segment_t *seg, bool decommit) {
+  uint64_t purged = seg->dirty_mask, mask = purged;
+  while (mask) {
+    unsigned first = (unsigned)__builtin_ctzll(mask);
+    unsigned last = first;
+    while (last + 1 < seg->page_count && (mask >> (last + 1)) & 1) last++;
+    uint8_t *begin = seg->pages[first].start;
+    uint8_t *end = (uint8_t *)seg + ((size_t)(last + 1) << seg->page_shift);
+    bool zero = os_purge(begin, (size_t)(end - begin), decommit);
+    for (unsigned i = first; i <= last; i++) {
+      __atomic_store_n(&seg->pages[i].state, GL_PAGE_FREE_CLEAN, __ATOMIC_RELAXED);
+      seg->pages[i].mem_is_zero = zero;
+      mask &= ~((uint64_t)1 << i);
+    }
+  }
+  seg->dirty_mask = 0;
+  gl_validate(segment_is_valid(seg));
+  return purged;
+}
+
+void segment_release_if_unused(gl_segset_t *set, gl_segment_t *seg) {
+  if (seg->used_pages != 0 || seg->dirty_mask != 0) return;
+  if (seg->in_avail) avail_remove(set, seg);
+  gl_list_remove(&set->segments[seg->kind], &seg->link);
   seg->heap = NULL;
   /* The rest of the header (page descriptors) is purged too, so a reuse of this
    * segment finds zero memory everywhere past the first OS page. */
@@ -357,159 +387,36 @@ static void segment_release(gl_heap_t *heap, gl_segment_t *seg) {
   for (unsigned i = 0; i < seg->page_count; i++) all_zero = all_zero && seg->pages[i].mem_is_zero;
   size_t keep = os_page_size();
   size_t header = segment_header_size(seg->page_count);
-  all_zero = os_purge((uint8_t *)seg + keep, header - keep) && all_zero;
-  segment_cache_put(seg, !all_zero);
+  bool decommit = __atomic_load_n(&gl_options.purge_decommit, __ATOMIC_RELAXED) != 0;
+  all_zero = os_purge((uint8_t *)seg + keep, header - keep, decommit) && all_zero;
+  cache_put(seg, !all_zero);
 }
 
-static void purge_queue_remove(gl_heap_t *heap, gl_page_t *page) {
-  if (page->prev) page->prev->next = page->next; else heap->purge.first = page->next;
-  if (page->next) page->next->prev = page->prev; else heap->purge.last = page->prev;
-  page->next = page->prev = NULL;
-  __atomic_store_n(&heap->dirty_bytes, heap->dirty_bytes - gl_page_area(page), __ATOMIC_RELAXED);
-}
-
-gl_page_t *segment_page_alloc(gl_heap_t *heap, gl_kind_t kind, bool *is_zero) {
-  pthread_mutex_lock(&heap->lock);
-  gl_segment_t *seg = heap->avail[kind];
-  if (seg == NULL) {
-    seg = segment_new_pages(heap, kind);
-    if (seg == NULL) {
-      pthread_mutex_unlock(&heap->lock);
-      return NULL;
-    }
+bool segment_is_valid(const gl_segment_t *seg) {
+  if (seg->kind == GL_KIND_LARGE) return seg->large_offset < seg->mapped_size;
+  uint64_t all = seg->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << seg->page_count) - 1);
+  if ((seg->free_mask & ~all) || (seg->dirty_mask & ~seg->free_mask)) return false;
+  if (seg->used_pages != (uint32_t)__builtin_popcountll(all & ~seg->free_mask)) return false;
+  if ((seg->free_mask != 0) != (seg->in_avail != 0)) return false;
+  for (unsigned i = 0; i < seg->page_count; i++) {
+    const gl_page_t *page = &seg->pages[i];
+    uint64_t bit = (uint64_t)1 << i;
+    uint8_t state = __atomic_load_n(&page->state, __ATOMIC_RELAXED);
+    if (page->index != i) return false;
+    if (state == GL_PAGE_IN_USE ? (seg->free_mask & bit) != 0 : (seg->free_mask & bit) == 0) return false;
+    if ((state == GL_PAGE_FREE_DIRTY) != ((seg->dirty_mask & bit) != 0)) return false;
+    if (state != GL_PAGE_IN_USE && __atomic_load_n(&page->carved_limit, __ATOMIC_RELAXED) != 0) return false;
   }
-  gl_assert(seg->free_mask != 0);
-  /* A dirty page first: it is resident already, a clean one would fault in. */
-  uint64_t pick = seg->dirty_mask ? seg->dirty_mask : seg->free_mask;
-  unsigned idx = (unsigned)__builtin_ctzll(pick);
-  gl_page_t *page = &seg->pages[idx];
-  uint64_t bit = (uint64_t)1 << idx;
-  if (page->state == GL_PAGE_FREE_DIRTY) {
-    purge_queue_remove(heap, page);
-    page->mem_is_zero = 0;
-  }
-  *is_zero = page->mem_is_zero;
-  seg->free_mask &= ~bit;
-  seg->dirty_mask &= ~bit;
-  seg->used_pages++;
-  if (seg->free_mask == 0) avail_remove(heap, seg);
-  page->state = GL_PAGE_IN_USE;
-  pthread_mutex_unlock(&heap->lock);
-  return page;
-}
-
-void segment_page_free(gl_heap_t *heap, gl_page_t *page) {
-  gl_segment_t *seg = gl_segment_of(page);
-  uint64_t bit = (uint64_t)1 << page->index;
-  gl_assert(page->state == GL_PAGE_IN_USE && page->used == 0);
-  pthread_mutex_lock(&heap->lock);
-  page->heap = NULL;
-  __atomic_store_n(&page->fast_owner, NULL, __ATOMIC_RELAXED);
-  page->free = NULL;
-  page->local_free = NULL;
-  __atomic_store_n(&page->carved_limit, 0, __ATOMIC_RELAXED);
-  page->state = GL_PAGE_FREE_DIRTY;
-  page->purge_at = os_clock_ms() + (uint64_t)gl_options.purge_delay_ms;
-  /* Append to the purge queue: it stays sorted by purge_at. */
-  page->next = NULL;
-  page->prev = heap->purge.last;
-  if (heap->purge.last) heap->purge.last->next = page; else heap->purge.first = page;
-  heap->purge.last = page;
-  __atomic_store_n(&heap->dirty_bytes, heap->dirty_bytes + gl_page_area(page), __ATOMIC_RELAXED);
-  if (page->purge_at < heap->next_purge_ms)
-    __atomic_store_n(&heap->next_purge_ms, page->purge_at, __ATOMIC_RELAXED);
-  seg->free_mask |= bit;
-  seg->dirty_mask |= bit;
-  seg->used_pages--;
-  if (!seg->in_avail) avail_push(heap, seg);
-  pthread_mutex_unlock(&heap->lock);
-}
-
-/* Purges every dirty page of seg, one madvise per run of adjacent pages. */
-static void segment_purge_dirty(gl_heap_t *heap, gl_segment_t *seg) {
-  uint64_t mask = seg->dirty_mask;
-  while (mask) {
-    unsigned first = (unsigned)__builtin_ctzll(mask);
-    unsigned last = first;
-    while (last + 1 < seg->page_count && (mask >> (last + 1)) & 1) last++;
-    uint8_t *begin = seg->pages[first].start;
-    uint8_t *end = (uint8_t *)seg + ((size_t)(last + 1) << seg->page_shift);
-    bool zero = os_purge(begin, (size_t)(end - begin));
-    for (unsigned i = first; i <= last; i++) {
-      gl_page_t *page = &seg->pages[i];
-      purge_queue_remove(heap, page);
-      page->state = GL_PAGE_FREE_CLEAN;
-      page->mem_is_zero = zero;
-      mask &= ~((uint64_t)1 << i);
-    }
-  }
-  seg->dirty_mask = 0;
-}
-
-static void purge_due_locked(gl_heap_t *heap, uint64_t now, bool force) {
-  gl_page_t *page;
-  while ((page = heap->purge.first) != NULL &&
-         (force || page->purge_at <= now || heap->dirty_bytes > (size_t)gl_options.retain_bytes)) {
-    gl_segment_t *seg = gl_segment_of(page);
-    segment_purge_dirty(heap, seg);
-    if (seg->used_pages == 0) segment_release(heap, seg);
-  }
-  __atomic_store_n(&heap->next_purge_ms, page ? page->purge_at : UINT64_MAX, __ATOMIC_RELAXED);
-}
-
-void segment_purge_due(gl_heap_t *heap, uint64_t now, bool force) {
-  pthread_mutex_lock(&heap->lock);
-  purge_due_locked(heap, now, force);
-  pthread_mutex_unlock(&heap->lock);
-}
-
-/* For the purger thread: never waits for a heap's owner. */
-bool segment_purge_try(gl_heap_t *heap, uint64_t now) {
-  if (pthread_mutex_trylock(&heap->lock) != 0) return false;
-  purge_due_locked(heap, now, false);
-  pthread_mutex_unlock(&heap->lock);
   return true;
 }
 
-size_t segment_cache_dirty_bytes(void) { return __atomic_load_n(&cache_dirty_bytes, __ATOMIC_RELAXED); }
+/* ---- Large segments ---- */
 
-/* ---- Large segments: one block each, owned by no heap ---- */
-
-/* Shrinks a cached segment to `keep` bytes; its tail, still resident, moves (mremap,
- * no copy) to an aligned address of its own and goes back to the cache as a dirty
- * segment, so the pages stay reusable instead of being unmapped. */
-static gl_segment_t *segment_split(gl_segment_t *seg, size_t keep) {
-  size_t old_size = seg->mapped_size, tail = old_size - keep;
-  if (tail < ((size_t)1 << 20)) return segment_resize(seg, keep);
-  void *target = segment_os_map(tail, GL_SEGMENT_SIZE, true);
-  if (target == NULL) return segment_resize(seg, keep);
-  if (!os_move((uint8_t *)seg + keep, tail, tail, target)) {
-    os_unmap(target, tail);
-    return segment_resize(seg, keep);
-  }
-  uint8_t value = gl_segmap_get((uintptr_t)seg);
-  segment_map_set(seg, old_size, GL_SEGMAP_NONE);
-  seg->mapped_size = keep;
-  segment_map_set(seg, keep, value);
-  gl_segment_t *rest = target;
-  memset(rest, 0, sizeof(gl_segment_t));
-  rest->kind = GL_KIND_LARGE;
-  rest->page_shift = GL_SEGMENT_SHIFT;
-  rest->mapped_size = tail;
-  rest->large_offset = GL_LARGE_OFFSET;
-  segment_map_set(rest, tail, GL_SEGMAP_LARGE);
-  gl_counter_add(&gl_counters.segments, 1);
-  segment_cache_put(rest, true);
-  return seg;
-}
-
-/* Resizes a segment's mapping to new_size bytes with mremap: shrinks in place, grows
- * in place when the address space after it is free, else moves its pages onto a
- * fresh aligned reservation.  Contents are never copied.  Returns the segment's new
- * address, or NULL (the segment is left as it was). */
+/* Resizes a segment's mapping: shrinks in place, grows in place when the address
+ * space after it is free, else moves its pages onto a fresh aligned reservation. */
 gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size) {
   size_t old_size = seg->mapped_size;
-  uint8_t value = gl_segmap_get((uintptr_t)seg);
+  uint8_t value = segment_map_get((uintptr_t)seg);
   if (new_size == old_size) return seg;
   if (new_size > old_size && !segment_map_reserve(seg, new_size)) return NULL;
   if (new_size > old_size && !os_resize_in_place(seg, old_size, new_size)) {
@@ -532,17 +439,40 @@ gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size) {
   return seg;
 }
 
+/* Shrinks a cached segment to `keep` bytes; its tail, still resident, moves (mremap,
+ * no copy) to an aligned address of its own and goes back to the cache as a dirty
+ * segment, so the pages stay reusable instead of being unmapped. */
+static gl_segment_t *segment_split(gl_segment_t *seg, size_t keep) {
+  size_t old_size = seg->mapped_size, tail = old_size - keep;
+  if (tail < ((size_t)1 << 20)) return segment_resize(seg, keep);
+  void *target = segment_os_map(tail, GL_SEGMENT_SIZE, true);
+  if (target == NULL) return segment_resize(seg, keep);
+  if (!os_move((uint8_t *)seg + keep, tail, tail, target)) {
+    os_unmap(target, tail);
+    return segment_resize(seg, keep);
+  }
+  uint8_t value = segment_map_get((uintptr_t)seg);
+  segment_map_set(seg, old_size, GL_SEGMAP_NONE);
+  seg->mapped_size = keep;
+  segment_map_set(seg, keep, value);
+  gl_segment_t *rest = target;
+  memset(rest, 0, sizeof(gl_segment_t));
+  rest->kind = GL_KIND_LARGE;
+  rest->page_shift = GL_SEGMENT_SHIFT;
+  rest->mapped_size = tail;
+  rest->large_offset = GL_LARGE_OFFSET;
+  segment_map_set(rest, tail, GL_SEGMAP_LARGE);
+  gl_counter_add(&gl_counters.segments, 1);
+  cache_put(rest, true);
+  return seg;
+}
 
-/* A large segment for a block of `size` bytes aligned to `alignment` (a power of
- * two <= GL_MAX_ALIGN).  The block starts at large_offset: one OS page in, or at
- * min(alignment, GL_SEGMENT_SIZE) for bigger alignments.  A zero-byte block still
- * gets one byte, so its address lies inside the mapping. */
 gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) {
   size_t page = os_page_size();
   size_t offset = GL_LARGE_OFFSET;
   if (alignment > offset) offset = alignment < GL_SEGMENT_SIZE ? alignment : GL_SEGMENT_SIZE;
   if (alignment > GL_MAX_ALIGN || size > GL_MAX_ALLOC - GL_MAX_ALIGN - 2 * GL_SEGMENT_SIZE) return NULL;
-  if (size == 0) size = 1;
+  if (size == 0) size = 1; /* a zero-byte block still lies inside its mapping */
   size_t needed = gl_align_up(offset + size, page);
   gl_segment_t *seg = NULL;
   *is_zero = false;
@@ -596,20 +526,8 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
 
 void segment_large_free(gl_segment_t *seg) {
   if (seg->large_offset != GL_LARGE_OFFSET) {
-    segment_unmap(seg);  /* over-aligned: its shape is not reusable */
+    segment_unmap(seg); /* over-aligned: its shape is not reusable */
     return;
   }
-  segment_cache_put(seg, true);
-  segment_cache_collect(os_clock_ms(), false);
-  purge_notify(segment_cache_dirty_bytes());
-}
-
-void segment_cache_stats(size_t *count, size_t *bytes, size_t *dirty_bytes) {
-  pthread_mutex_lock(&cache_lock);
-  size_t total = 0;
-  for (gl_segment_t *s = cache_first; s; s = s->next) total += s->mapped_size;
-  *count = cache_count;
-  *bytes = total;
-  *dirty_bytes = cache_dirty_bytes;
-  pthread_mutex_unlock(&cache_lock);
+  cache_put(seg, true);
 }

@@ -8,7 +8,7 @@
 #ifndef GALLEON_SIZECLASS_H
 #define GALLEON_SIZECLASS_H
 
-#include "internal.h"
+#include "types.h"
 
 /* size must be <= GL_MEDIUM_MAX. */
 GL_INLINE unsigned sizeclass_of(size_t size) {

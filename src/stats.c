@@ -8,8 +8,9 @@
  */
 #include <string.h>
 
+#include "alloc.h"
 #include "check.h"
-#include "internal.h"
+#include "options.h"
 
 typedef struct walk_s {
   size_t in_use;      /* bytes of blocks handed out in small and medium pages */
@@ -23,15 +24,16 @@ static void walk_heaps(walk_t *w) {
   memset(w, 0, sizeof *w);
   for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) {
     if (heap_is_lost(h)) continue; /* half-changed at a fork: not walked */
-    pthread_mutex_lock(&h->lock);
+    pthread_mutex_lock(&h->segs.lock);
     for (int kind = 0; kind < 2; kind++) {
-      for (gl_segment_t *seg = h->segments[kind]; seg; seg = seg->next) {
+      for (gl_link_t *l = h->segs.segments[kind].first; l; l = l->next) {
+        gl_segment_t *seg = gl_container_of(l, gl_segment_t, link);
         w->segment_bytes += seg->mapped_size;
         w->committed += (size_t)(seg->pages[0].start - (uint8_t *)seg);
         for (unsigned i = 0; i < seg->page_count; i++) {
           gl_page_t *page = &seg->pages[i];
           uint8_t state = __atomic_load_n(&page->state, __ATOMIC_RELAXED);
-          size_t area = gl_page_area(page);
+          size_t area = segment_page_area(page);
           if (state == GL_PAGE_IN_USE) {
             w->in_use += (size_t)__atomic_load_n(&page->used, __ATOMIC_RELAXED) *
                          __atomic_load_n(&page->block_size, __ATOMIC_RELAXED);
@@ -47,7 +49,7 @@ static void walk_heaps(walk_t *w) {
         }
       }
     }
-    pthread_mutex_unlock(&h->lock);
+    pthread_mutex_unlock(&h->segs.lock);
   }
 }
 

@@ -4,6 +4,7 @@
  * the allocator is asked to return. */
 #define _GNU_SOURCE 1
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "../test_util.h"
 
@@ -14,6 +15,24 @@ static void *map(size_t n) {
 }
 
 static double mib(size_t n) { return (double)n / (double)MiB; }
+
+/* Waits, without allocating, until the RSS is at most `limit` or `max_ms` passed;
+ * returns the last RSS read.  Freed memory is returned once the program has been
+ * idle for purge_idle_ms (plus the purger's tick): a bound, not a fixed moment. */
+static size_t rss_wait_below(size_t limit, long max_ms) {
+  size_t rss = rss_bytes();
+  for (long waited = 0; rss > limit && waited < max_ms; waited += 20) {
+    sleep_ms(20);
+    rss = rss_bytes();
+  }
+  return rss;
+}
+
+static long minor_faults(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
 static double mibd(long n) { return (double)n / (double)MiB; }
 
 static void print_stats(const char *when) {
@@ -56,11 +75,11 @@ static void test_small_blocks_returned(void) {
   munmap(ptrs, max_blocks * sizeof(void *));
 
   /* No allocation from here on until the RSS has been read. */
-  sleep_ms(200);
-  size_t after_free = rss_bytes();
+  double t_free = now_s();
+  size_t after_free = rss_wait_below(base + total * 3 / 10, 3000);
   long kept = (long)after_free - (long)base;
-  printf("  after free + 200 ms: RSS %.1f MiB (%.1f MiB above baseline)\n", mib(after_free),
-         mibd(kept));
+  printf("  after free, idle %.0f ms: RSS %.1f MiB (%.1f MiB above baseline)\n", (now_s() - t_free) * 1000,
+         mib(after_free), mibd(kept));
   print_stats("after free");
   CHECKF(kept < (long)(total * 3 / 10),
          "RSS still %.1f MiB above baseline after freeing %.1f MiB (limit 30%%)", mibd(kept),
@@ -90,8 +109,7 @@ static void test_large_returned(void) {
     CHECKF(r1 >= r0 + n - 4 * MiB, "RSS did not grow by 64 MiB (%.1f -> %.1f)", mib(r0), mib(r1));
     CHECK(p[n - 1] == 0x77);
     free(p);
-    sleep_ms(200);
-    size_t r2 = rss_bytes();
+    size_t r2 = rss_wait_below(r0 + 8 * MiB, 3000);
     printf("large 64 MiB, round %d: RSS %.1f -> %.1f -> %.1f MiB\n", round, mib(r0), mib(r1),
            mib(r2));
     CHECKF(r2 < r0 + 8 * MiB, "freed 64 MiB block still resident (%.1f MiB above start)",
@@ -113,8 +131,7 @@ static void test_large_returned(void) {
   free(b[0]);
   free(b[3]);
   free(b[1]);
-  sleep_ms(200);
-  size_t r1 = rss_bytes();
+  size_t r1 = rss_wait_below(r0 + 8 * retain + 8 * MiB, 3000);
   printf("4 x 16 MiB freed: RSS %.1f -> %.1f MiB (retain_bytes %.1f MiB)\n", mib(r0), mib(r1),
          mib(retain));
   CHECKF(r1 < r0 + 8 * retain + 8 * MiB,
@@ -156,6 +173,43 @@ static void test_calloc_lazy(void) {
   free(p);
 }
 
+/* 5. Memory the program is about to reuse stays resident: a working set freed and
+ * at once allocated again (small blocks, then a large block the program zero-fills
+ * itself) costs few page faults -- the recent demand says it will be reused.  With
+ * GALLEON_PURGE_WINDOW_MS=0 and no retain this would fault every page back in. */
+static void test_reuse_stays_resident(void) {
+  const size_t nblocks = 32768, bsize = 1024; /* 32 MiB */
+  void **ptrs = map(nblocks * sizeof(void *));
+  for (int round = 0; round < 3; round++) {
+    long f0 = minor_faults();
+    for (size_t i = 0; i < nblocks; i++) {
+      ptrs[i] = malloc(bsize);
+      CHECK(ptrs[i] != NULL);
+      memset(ptrs[i], round + 1, bsize);
+    }
+    long faults = minor_faults() - f0;
+    printf("reuse, round %d: %zu MiB of 1 KiB blocks allocated with %ld page faults\n", round,
+           nblocks * bsize / MiB, faults);
+    if (round > 0)
+      CHECKF(faults < (long)(nblocks * bsize / 4096 / 10),
+             "re-allocating a just-freed working set faulted %ld pages back in", faults);
+    for (size_t i = 0; i < nblocks; i++) free(ptrs[i]);
+  }
+  munmap(ptrs, nblocks * sizeof(void *));
+  const size_t big = 24 * MiB;
+  for (int round = 0; round < 3; round++) {
+    long f0 = minor_faults();
+    char *p = malloc(big);
+    CHECK(p != NULL);
+    memset(p, round + 1, big);
+    long faults = minor_faults() - f0;
+    printf("reuse, round %d: a 24 MiB block allocated and filled with %ld page faults\n", round, faults);
+    if (round > 0)
+      CHECKF(faults < (long)(big / 4096 / 10), "re-allocating a just-freed large block faulted %ld pages", faults);
+    free(p);
+  }
+}
+
 /* 4. An idle program gets its memory back: free a few MiB -- less than the heap may
  * keep before purging on its own (retain_bytes) -- then make no call at all.  Only
  * the background purger can return it; with GALLEON_PURGE_THREAD=0 this fails. */
@@ -169,10 +223,10 @@ static void test_idle_return(void) {
   }
   size_t full = rss_bytes();
   for (size_t i = 0; i < n; i++) free(ptrs[i]);
-  sleep_ms(400); /* purge_delay_ms is 50 here: the purger has long had its turn */
-  size_t idle = rss_bytes();
-  printf("idle return: RSS %.1f MiB with 3 MiB live -> %.1f MiB after free and 400 ms idle\n",
-         mib(full), mib(idle));
+  double t_free = now_s();
+  size_t idle = rss_wait_below(full - 3 * MiB / 2, 2000);
+  printf("idle return: RSS %.1f MiB with 3 MiB live -> %.1f MiB after free and %.0f ms idle\n",
+         mib(full), mib(idle), (now_s() - t_free) * 1000);
   CHECKF(idle + 3 * MiB / 2 <= full, "idle program kept its freed memory (%.1f -> %.1f MiB)",
          mib(full), mib(idle));
   munmap(ptrs, n * sizeof(void *));
@@ -191,6 +245,7 @@ int main(void) {
   test_small_blocks_returned();
   test_large_returned();
   test_calloc_lazy();
+  test_reuse_stays_resident();
   test_idle_return();
   printf("memory tests passed in %.2f s\n", now_s() - t0);
   return 0;

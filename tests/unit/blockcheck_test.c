@@ -1,12 +1,12 @@
-/* blockcheck_test.c: free()'s one-multiply block-start test (internal.h,
- * gl_page_is_block_start) agrees with the definition -- an offset from the page
+/* blockcheck_test.c: free()'s one-multiply block-start test (page.h,
+ * page_is_block_start) agrees with the definition -- an offset from the page
  * start that is a multiple of the block size and below capacity blocks -- for every
  * size class, several capacities, and every byte offset from 16 KiB below the page
  * start (the segment header) to 16 KiB past the end of a 512 KiB page. */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "page.h"
 #include "sizeclass.h"
 
 static int check_class(unsigned cls) {
@@ -18,14 +18,14 @@ static int check_class(unsigned cls) {
   static gl_page_t page;
   uintptr_t start = (uintptr_t)1 << 40; /* any address: only differences matter */
   page.start = (uint8_t *)start;
-  page.block_magic = gl_block_magic(d);
+  page.block_magic = page_block_magic(d);
   int failures = 0;
   for (size_t c = 0; c < sizeof capacities / sizeof capacities[0]; c++) {
     uint32_t cap = capacities[c];
-    page.carved_limit = gl_carved_limit(d, cap);
+    page.carved_limit = page_carved_limit(d, cap);
     for (long n = -16384; n < (long)(page_size + 16384); n++) {
       bool want = n >= 0 && (size_t)n % d == 0 && (size_t)n / d < cap;
-      bool got = gl_page_is_block_start(&page, (const void *)(start + (uintptr_t)n), true);
+      bool got = page_is_block_start(&page, (const void *)(start + (uintptr_t)n), true);
       if (got != want && failures++ < 5)
         fprintf(stderr, "class %u (block %zu), capacity %u, offset %ld: test says %d, should be %d\n", cls, d,
                 cap, n, got, want);

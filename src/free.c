@@ -1,0 +1,92 @@
+/* free.c: everything free's fast path (alloc.h) hands over -- remote frees, frees
+ * into pages on the full list, aligned blocks, large blocks -- and the one validity
+ * check that free, realloc and malloc_usable_size share, which turns a bad pointer
+ * into one line on stderr and abort(). */
+#include "alloc.h"
+#include "check.h"
+
+void *alloc_block_start(gl_page_t *page, const void *p) {
+  if (__atomic_load_n(&page->state, __ATOMIC_RELAXED) != GL_PAGE_IN_USE) return NULL;
+  uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
+  uint64_t carved = (uint64_t)__atomic_load_n(&page->capacity, __ATOMIC_RELAXED) * page->block_size;
+  if (offset >= carved) return NULL;
+  return (uint8_t *)p - offset % page->block_size;
+}
+
+/* Rejects: outside every segment, in a page not in use or past what the page has
+ * carved, an interior pointer (an aligned block is recognised by its tag, which
+ * names exactly the address memalign returned), and with want_live a free block.
+ * (free checks freedom itself, on its own paths: that is a double free.) */
+gl_page_t *free_check_block(const void *p, const char *what, bool want_live, void **block_out) {
+  uint8_t v = segment_map_get((uintptr_t)p);
+  if (v & GL_SEGMAP_PAGES_BIT) {
+    gl_page_t *page = segment_page_of(segment_of(p), p);
+    void *block = alloc_block_start(page, p);
+    if (block == NULL) gl_fatal(what, p, ": not allocated by galleon", NULL);
+    if (block != p && !(__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED) &&
+                        (uintptr_t)((gl_block_t *)block)->next == alloc_aligned_tag(page, p)))
+      gl_fatal(what, p, ": interior pointer of the block at ", block);
+    if (want_live && page_block_is_free(page, block)) gl_fatal(what, p, ": block already freed", NULL);
+    *block_out = block;
+    return page;
+  }
+  gl_segment_t *seg = segment_find(p);
+  if (seg == NULL || seg->kind != GL_KIND_LARGE) gl_fatal(what, p, ": not allocated by galleon", NULL);
+  uint8_t *block = (uint8_t *)seg + seg->large_offset;
+  if ((const uint8_t *)p != block) {
+    if ((const uint8_t *)p < block || (const uint8_t *)p >= block + seg->large_usable)
+      gl_fatal(what, p, ": not allocated by galleon", NULL);
+    gl_fatal(what, p, ": interior pointer of the block at ", block);
+  }
+  if (want_live && segment_is_cached(seg)) gl_fatal(what, p, ": block already freed", NULL);
+  *block_out = block;
+  return NULL;
+}
+
+void free_double(void *p) { gl_fatal("double free of", p, NULL, NULL); }
+
+/* A checked block of a small or medium page whose free is not the fast path: a
+ * remote free, a page on the full list, an aligned block. */
+static void free_block_in_page(void *p, gl_page_t *page, void *start) {
+  gl_block_t *block = start;
+  gl_heap_t *heap = gl_tls_heap;
+  if (page->owner == heap) {
+    uintptr_t mark = page->key;
+    if (block->freed_mark == mark) free_double(p);
+    block->next = page->local_free;
+    block->freed_mark = mark;
+    page->local_free = block;
+    page->used--;
+    if (page->on_full_list) heap_page_unfull(heap, page);
+    if (page->used == 0) heap_page_emptied(heap, page);
+  } else {
+    page_free_remote(page, block);
+  }
+}
+
+void free_in_page_slow(void *p, gl_page_t *page) {
+  if (gl_likely(page_is_block_start(page, p, false))) {
+    free_block_in_page(p, page, p);
+    return;
+  }
+  free_slow(p, "invalid free of");
+}
+
+void free_slow(void *p, const char *what) {
+  if (p == NULL) return;
+  void *start;
+  gl_page_t *page = free_check_block(p, what, false, &start);
+  if (page == NULL) {
+    large_free(segment_find(p), p);
+    return;
+  }
+  free_block_in_page(p, page, start);
+}
+
+size_t alloc_usable_size(const void *p) {
+  if (segment_map_get((uintptr_t)p) == GL_SEGMAP_NONE) return 0; /* NULL and foreign pointers */
+  void *start;
+  gl_page_t *page = free_check_block(p, "malloc_usable_size of", true, &start);
+  if (page != NULL) return page->block_size - (size_t)((const uint8_t *)p - (uint8_t *)start);
+  return segment_find(p)->large_usable;
+}

@@ -1,0 +1,52 @@
+/* heap.h: thread heaps and malloc's slow path (layer 8).
+ *
+ * A heap is used by one thread at a time.  It keeps, per size class, a queue of
+ * pages whose first page is the one to allocate from, a direct table from small
+ * sizes to that page, and a full list of pages with no free block.  When a thread
+ * exits its heap is abandoned whole: its pages keep their blocks, other threads
+ * keep freeing into them (remote frees), the next new thread adopts the heap, and
+ * until then other threads and the purger sweep it so its empty pages are
+ * returned.  Heaps are never unmapped, so a remote free may always follow
+ * page->owner.
+ *
+ * Lock order: registry_lock -> heap->segs.lock (purge.h) -> ...  No fast path takes
+ * a lock.
+ */
+#ifndef GALLEON_HEAP_H
+#define GALLEON_HEAP_H
+
+#include "large.h"
+
+/* The calling thread's heap; &gl_heap_empty (every direct entry an empty page)
+ * until its first allocation, so that one misses the fast path and sets it up. */
+extern GL_HIDDEN __thread gl_heap_t *gl_tls_heap;
+extern GL_HIDDEN gl_heap_t gl_heap_empty;
+extern GL_HIDDEN gl_page_t gl_page_empty;
+
+/* Reads options, initialises the OS layer and the thread-exit key; idempotent and
+ * allocation-free, safe to call from any entry point. */
+GL_HIDDEN void heap_process_init(void);
+
+/* malloc's first stop off the fast path (sizes of every kind): refills the page's
+ * free list from the owner's own frees, or goes on to heap_malloc_slow. */
+GL_HIDDEN void *heap_malloc_refill(size_t size, gl_heap_t *heap, bool zero);
+
+/* free() saw the last block of a page come back: keep the page or retire it. */
+GL_HIDDEN void heap_page_emptied(gl_heap_t *heap, gl_page_t *page);
+/* The same, from the fast path: takes the block, so the fast path keeps no
+ * register alive across the call. */
+GL_HIDDEN void heap_block_freed_last(void *p);
+/* A page on the full list got a block back from its owner. */
+GL_HIDDEN void heap_page_unfull(gl_heap_t *heap, gl_page_t *page);
+
+/* malloc_trim(0): everything the calling thread's heap, abandoned heaps and the
+ * segment cache hold free goes back to the OS. */
+GL_HIDDEN void heap_trim_all(void);
+
+/* Every heap ever made, for statistics (lost heaps excluded by heap_is_lost). */
+GL_HIDDEN gl_heap_t *heap_registry_first(void);
+GL_HIDDEN bool heap_is_lost(gl_heap_t *heap);
+/* Debug validator: queues, full list, direct table and counters agree. */
+GL_HIDDEN bool heap_is_valid(gl_heap_t *heap);
+
+#endif /* GALLEON_HEAP_H */

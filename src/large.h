@@ -1,0 +1,24 @@
+/* large.h: blocks over GL_MEDIUM_MAX, each in a segment of its own (layer 7).
+ *
+ * A large block starts GL_LARGE_OFFSET (one OS page) into its segment, so it is
+ * page aligned; the mapping is as long as the block needs, rounded to OS pages.
+ * Freed large segments go to the segment cache (purge.h says when they are purged
+ * and unmapped).  Growing or shrinking one moves page tables with mremap: contents
+ * are never copied.
+ */
+#ifndef GALLEON_LARGE_H
+#define GALLEON_LARGE_H
+
+#include "purge.h"
+
+/* A block of `size` bytes aligned to `alignment` (0 or a power of two at most
+ * GL_MAX_ALIGN), zeroed when `zero`; NULL with errno = ENOMEM. */
+GL_HIDDEN void *large_alloc(size_t size, size_t alignment, bool zero);
+/* p is the block of seg (alloc_check_block said so).  A cached segment holds no
+ * block: that is a double free. */
+GL_HIDDEN void large_free(gl_segment_t *seg, void *p);
+/* Resizes the block in place or by moving its pages: the block's new address, or
+ * NULL when that cannot be done (the block is untouched; the caller copies). */
+GL_HIDDEN void *large_resize(gl_segment_t *seg, void *p, size_t size);
+
+#endif

@@ -1,0 +1,25 @@
+/* options.h: the option table (layer 2).  Read once at process start from the
+ * GALLEON_<NAME> environment variables (options.c), changed at run time by
+ * galleon_option_set() and mallopt().  Readers load them relaxed. */
+#ifndef GALLEON_OPTIONS_H
+#define GALLEON_OPTIONS_H
+
+#include "types.h"
+
+typedef struct gl_options_s {
+  long purge_delay_ms;  /* a freed page or segment stays resident at least this long */
+  long purge_idle_ms;   /* no allocation activity this long: all free memory is returned */
+  long purge_window_ms; /* how far back recent demand reaches (0: keep nothing for reuse) */
+  long purge_decommit;  /* 1: MADV_DONTNEED, 0: MADV_FREE */
+  long retain_bytes;    /* free bytes a heap keeps whatever its demand (cache: 2x) */
+  long segment_cache;   /* freed segments kept for reuse */
+  long stats_at_exit;   /* 1: text, 2: JSON on stderr at exit */
+  long verbose;
+  long purge_thread;    /* 1: a background thread purges while the program is idle */
+} gl_options_t;
+
+extern GL_HIDDEN gl_options_t gl_options;
+
+GL_HIDDEN void options_init(void);
+
+#endif

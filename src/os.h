@@ -1,0 +1,79 @@
+/* os.h: the contract between Galleon and the operating system (layer 1).
+ *
+ * os_linux.c is the only file that makes a system call or touches the
+ * environment, the clock, threads or condition variables.  A port to another
+ * system replaces that file and keeps this contract.  Common to every function:
+ *  - nothing here allocates (no malloc, no stdio);
+ *  - nothing here changes errno: failures are reported by the return value, and
+ *    the public API sets errno when it gives up;
+ *  - sizes and addresses are multiples of os_page_size() unless said otherwise.
+ */
+#ifndef GALLEON_OS_H
+#define GALLEON_OS_H
+
+#include "types.h"
+
+/* Reads the page size and seeds the mapping hint.  Called once, before any other
+ * os_ function that maps memory. */
+GL_HIDDEN void os_init(void);
+GL_HIDDEN size_t os_page_size(void);
+
+/* ---- Address space ---- */
+
+/* Read-write, zeroed memory for metadata, anywhere (OS page aligned), or NULL. */
+GL_HIDDEN void *os_map(size_t size);
+/* Read-write, zeroed, lazily committed memory starting at a multiple of `alignment`
+ * (a power of two, at most GL_MAX_ALIGN), or NULL.  Accounted: the kernel's
+ * overcommit policy may refuse it, as it refuses glibc's malloc.  Untouched pages
+ * cost no RAM. */
+GL_HIDDEN void *os_map_aligned(size_t size, size_t alignment);
+/* The same shape with no access and no commitment: a target for os_move or
+ * os_commit. */
+GL_HIDDEN void *os_reserve_aligned(size_t size, size_t alignment);
+/* Makes reserved pages read-write (and charged); false when the policy refuses. */
+GL_HIDDEN bool os_commit(void *addr, size_t size);
+GL_HIDDEN void os_unmap(void *addr, size_t size);
+/* Gives the memory of a mapped range back; the range stays mapped.  decommit:
+ * MADV_DONTNEED, the memory reads as zero afterwards (returns true); else
+ * MADV_FREE where the kernel has it (returns false: contents unknown until
+ * reclaimed).  Counted in gl_counters.purges / purged_bytes. */
+GL_HIDDEN bool os_purge(void *addr, size_t size, bool decommit);
+/* mremap: grows or shrinks a mapping where it is (false if the space after it is
+ * taken), or moves its pages onto `target` (a reservation of new_size bytes),
+ * never copying contents. */
+GL_HIDDEN bool os_resize_in_place(void *addr, size_t old_size, size_t new_size);
+GL_HIDDEN bool os_move(void *addr, size_t old_size, size_t new_size, void *target);
+
+/* ---- Time, randomness, output, environment ---- */
+
+/* Milliseconds of a monotonic clock (coarse: a few ms resolution, vDSO, cheap). */
+GL_HIDDEN uint64_t os_clock_ms(void);
+/* 64 random bits, never 0 (getrandom; a clock-derived value if that fails). */
+GL_HIDDEN uint64_t os_random(void);
+/* Writes all of text with the raw system call: not a cancellation point, so a
+ * diagnostic is printed even in a thread with a pending cancel. */
+GL_HIDDEN void os_write(int fd, const char *text, size_t len);
+/* secure_getenv: NULL in set-user-ID and set-group-ID programs. */
+GL_HIDDEN const char *os_getenv(const char *name);
+
+/* ---- A background thread and the event it sleeps on ---- */
+
+/* Starts a detached thread with a small stack, every signal blocked (so it never
+ * takes one meant for the program) and the given name.  May call malloc: call it
+ * with no Galleon lock held.  Returns false when the thread could not start. */
+GL_HIDDEN bool os_thread_start(void *(*fn)(void *), const char *name);
+
+/* A sleeping place for one thread: os_event_wait() returns when signalled or when
+ * the monotonic clock (os_clock_ms) reaches deadline_ms (UINT64_MAX: no deadline).
+ * The caller holds the event's lock around the test that decides to wait. */
+typedef struct os_event_s {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+} os_event_t;
+GL_HIDDEN void os_event_init(os_event_t *ev);
+GL_HIDDEN void os_event_lock(os_event_t *ev);
+GL_HIDDEN void os_event_unlock(os_event_t *ev);
+GL_HIDDEN void os_event_wait(os_event_t *ev, uint64_t deadline_ms); /* lock held */
+GL_HIDDEN void os_event_signal(os_event_t *ev);                     /* takes the lock */
+
+#endif /* GALLEON_OS_H */

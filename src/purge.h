@@ -1,0 +1,65 @@
+/* purge.h: when memory goes back to the OS (layer 6) -- the one place that decides.
+ *
+ * Unused pages of a heap and freed segments in the segment cache stay resident
+ * ("dirty") while recent demand says the program will use them again, and are
+ * purged (madvise) otherwise:
+ *
+ *   - demand: for each heap the bytes of its pages in use, for the cache the bytes
+ *     of live segments; the highest value in each slot of the last purge_window_ms
+ *     is remembered.  Dirty memory up to (recent peak - current) -- what the program
+ *     just had and may well take again -- is kept, and at least retain_bytes
+ *     (2 x for the cache);
+ *   - excess: dirty memory beyond that is purged once it has been dirty for
+ *     purge_delay_ms (cached segments: 10 x), oldest first;
+ *   - idle: a heap, or the cache, that has seen no page or segment come or go for
+ *     purge_idle_ms gives back all of its dirty memory;
+ *   - malloc_trim(0) and galleon_collect() give back everything now.
+ *
+ * Who runs the rules: the owner thread when a page leaves use and every few slow
+ * paths (purge_heap_tick), large frees (purge_large_freed), and one background
+ * thread, started once 1 MiB of free memory is waiting, which wakes every
+ * purge_idle_ms / 2 while any dirty memory exists and sleeps otherwise.  Busy
+ * threads never signal it except to end a sleep without deadline.
+ *
+ * Lock order: (heap registry) -> segs->lock -> cache policy lock -> (segment cache
+ * lock).  The purger takes segs->lock with trylock only: it never makes an owner wait.
+ */
+#ifndef GALLEON_PURGE_H
+#define GALLEON_PURGE_H
+
+#include "page.h"
+
+/* ---- A heap's pages ---- */
+
+/* Sets up a heap's queue and hands it to the purger (queues are never freed). */
+GL_HIDDEN void purge_queue_init(gl_purge_queue_t *q, gl_segset_t *segs);
+/* A page of `kind` for `heap` to put into use (resident pages first), or NULL. */
+GL_HIDDEN gl_page_t *purge_page_alloc(gl_purge_queue_t *q, struct gl_heap_s *heap, gl_kind_t kind,
+                                      bool *is_zero);
+/* A page with no block left leaves use: queued dirty, purged by the rules above. */
+GL_HIDDEN void purge_page_free(gl_purge_queue_t *q, gl_page_t *page);
+/* The owner's periodic look (slow path): applies the rules if anything is dirty. */
+GL_HIDDEN void purge_heap_tick(gl_purge_queue_t *q, uint64_t now);
+/* Purges all dirty pages of the queue now. */
+GL_HIDDEN void purge_heap_all(gl_purge_queue_t *q);
+/* Debug validator: the queue lists exactly the dirty pages and their bytes. */
+GL_HIDDEN bool purge_queue_is_valid(gl_purge_queue_t *q);
+
+/* ---- Large blocks and the segment cache ---- */
+
+/* A large block was allocated (demand rose) or freed into the cache. */
+GL_HIDDEN void purge_large_allocated(void);
+GL_HIDDEN void purge_large_freed(void);
+/* Purges and unmaps every cached segment now. */
+GL_HIDDEN void purge_cache_all(void);
+
+/* ---- The purger thread ---- */
+
+/* The heap layer's collection of abandoned heaps, run by the purger on each round;
+ * returns whether it has more to do later. */
+typedef bool (*purge_collect_fn)(uint64_t now);
+GL_HIDDEN void purge_set_collector(purge_collect_fn collect);
+/* In a fork child: the purger does not exist there; the child starts its own. */
+GL_HIDDEN void purge_fork_child(void);
+
+#endif /* GALLEON_PURGE_H */

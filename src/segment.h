@@ -1,0 +1,97 @@
+/* segment.h: segments, the segment map and the segment cache (layer 4).
+ *
+ * A segment is GL_SEGMENT_SIZE-aligned address space from the OS.  Small and medium
+ * segments belong to one heap's segment set and are cut into pages; a large one
+ * holds one block.  This layer hands out and takes back whole pages and segments and
+ * knows how to purge them; *when* to purge is purge.h's decision.
+ *
+ * Lock order: (heap registry) -> set->lock -> cache lock.  The cache lock is a leaf,
+ * taken here only; no fast path takes any lock.
+ */
+#ifndef GALLEON_SEGMENT_H
+#define GALLEON_SEGMENT_H
+
+#include "os.h"
+
+/* ---- The segment map ---- */
+
+/* The top level: for chunk c, the address of its first entry minus
+ * c * GL_SEGMAP_CHUNK_UNITS, so that the entry of unit u is at gl_segmap[c] + u with
+ * no masking.  Every chunk starts as a shared all-NONE chunk and gets memory of its
+ * own when the first segment in its 256 GiB range is mapped. */
+extern GL_HIDDEN uintptr_t gl_segmap[GL_SEGMAP_CHUNKS];
+
+/* What the 4 MiB unit at addr is; NONE for any address Galleon never mapped,
+ * including those at or above 2^47.  Five instructions past the shift: a compare
+ * and branch, a shift and two loads. */
+GL_INLINE uint8_t segment_map_get(uintptr_t addr) {
+  size_t unit = addr >> GL_SEGMENT_SHIFT;
+  if (gl_unlikely(unit >= GL_SEGMAP_UNITS)) return GL_SEGMAP_NONE;
+  uintptr_t biased = __atomic_load_n(&gl_segmap[unit >> GL_SEGMAP_CHUNK_SHIFT], __ATOMIC_RELAXED);
+  return atomic_load_explicit((_Atomic(uint8_t) *)(biased + unit), memory_order_relaxed);
+}
+
+GL_INLINE gl_segment_t *segment_of(const void *p) {
+  return (gl_segment_t *)((uintptr_t)p & ~(uintptr_t)GL_SEGMENT_MASK);
+}
+GL_INLINE gl_page_t *segment_page_of(gl_segment_t *seg, const void *p) {
+  return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+}
+/* Bytes from a page's first block to the end of the page (its geometry, in use or not). */
+GL_INLINE size_t segment_page_area(const gl_page_t *page) {
+  gl_segment_t *seg = segment_of(page);
+  uint8_t *end = (uint8_t *)seg + ((size_t)(page->index + 1) << seg->page_shift);
+  return (size_t)(end - page->start);
+}
+GL_INLINE bool segment_is_cached(const gl_segment_t *seg) {
+  return __atomic_load_n(&seg->cache_state, __ATOMIC_RELAXED) != GL_SEGMENT_LIVE;
+}
+
+/* The segment that holds p (walking back over the tail units of a large one), or NULL. */
+GL_HIDDEN gl_segment_t *segment_find(const void *p);
+
+/* ---- Pages of a heap's segments (caller holds set->lock) ---- */
+
+GL_HIDDEN void segment_set_init(gl_segset_t *set);
+/* An unused page of `kind`, now in use: resident (dirty) pages first.  *was_dirty
+ * says it was on its heap's purge queue; *is_zero that its memory reads as zero.
+ * NULL when no memory can be had. */
+GL_HIDDEN gl_page_t *segment_page_alloc(gl_segset_t *set, struct gl_heap_s *heap, gl_kind_t kind,
+                                        bool *is_zero, bool *was_dirty);
+/* A page that no longer holds blocks: unused and dirty (resident). */
+GL_HIDDEN void segment_page_free(gl_segset_t *set, gl_page_t *page);
+/* Purges every dirty page of seg, one madvise per run of adjacent pages; returns
+ * the mask of the pages purged (now clean). */
+GL_HIDDEN uint64_t segment_purge_dirty(gl_segment_t *seg, bool decommit);
+/* A segment with no page in use or dirty leaves its set for the cache. */
+GL_HIDDEN void segment_release_if_unused(gl_segset_t *set, gl_segment_t *seg);
+/* Debug validator: masks, counts and page states agree. */
+GL_HIDDEN bool segment_is_valid(const gl_segment_t *seg);
+
+/* ---- Large segments: one block each, owned by no heap ---- */
+
+/* A segment for a block of `size` bytes aligned to `alignment` (a power of two,
+ * at most GL_MAX_ALIGN); reuses a cached one when it can. */
+GL_HIDDEN gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero);
+/* A large segment whose block was freed: to the cache, or unmapped. */
+GL_HIDDEN void segment_large_free(gl_segment_t *seg);
+/* Resizes the mapping with mremap (contents never copied); the segment's new
+ * address, or NULL with the segment as it was. */
+GL_HIDDEN gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size);
+
+/* ---- The segment cache: freed segments kept for reuse ---- */
+
+/* Purges resident cached segments, oldest first, that were cached at or before
+ * `cached_by_ms`, until at most keep_bytes of cached memory stay resident. */
+GL_HIDDEN void segment_cache_purge(size_t keep_bytes, uint64_t cached_by_ms, bool decommit);
+/* Unmaps cached segments cached at or before `cached_by_ms`. */
+GL_HIDDEN void segment_cache_unmap(uint64_t cached_by_ms);
+GL_HIDDEN size_t segment_cache_resident_bytes(void);
+GL_HIDDEN size_t segment_cache_bytes(void);
+/* Counts segments entering and leaving the cache: a sign of activity. */
+GL_HIDDEN uint64_t segment_cache_activity(void);
+GL_HIDDEN void segment_cache_stats(size_t *count, size_t *bytes, size_t *resident_bytes);
+/* In a fork child: forgets a cache another thread was changing at the fork. */
+GL_HIDDEN void segment_fork_child(void);
+
+#endif /* GALLEON_SEGMENT_H */
