@@ -81,9 +81,7 @@ GL_INLINE void *alloc_calloc_fast(size_t count, size_t size) {
     gl_page_t *page;
     gl_block_t *block = alloc_direct_pop(heap, total, &page);
     if (gl_likely(block != NULL)) {
-      /* Blocks carved from kernel-zeroed memory need only their link cleared. */
-      if (page->free_is_zero) block->next = NULL;
-      else memset(block, 0, total);
+      page_block_zero(page, block, total);
       return block;
     }
   }

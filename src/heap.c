@@ -327,10 +327,7 @@ GL_INLINE void *page_take_block(gl_page_t *page, size_t size, bool zero) {
   gl_block_t *block = page->free;
   page->free = block->next;
   page->used++;
-  if (zero) {
-    if (page->free_is_zero) block->next = NULL;
-    else memset(block, 0, size);
-  }
+  if (zero) page_block_zero(page, block, size);
   block->freed_mark = 0;
   return block;
 }

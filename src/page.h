@@ -11,6 +11,8 @@
 #ifndef GALLEON_PAGE_H
 #define GALLEON_PAGE_H
 
+#include <string.h>
+
 #include "segment.h"
 
 /* p is the start of a block the page has carved, in one multiply and one compare,
@@ -38,6 +40,14 @@ GL_INLINE uint64_t page_carved_limit(size_t d, uint32_t capacity) {
  * exactly when its second word holds the page key. */
 GL_INLINE bool page_block_is_free(const gl_page_t *page, const void *block) {
   return ((const gl_block_t *)block)->freed_mark == page->key;
+}
+
+/* Zeroes a block just taken from page->free for calloc: blocks carved from memory
+ * the kernel zeroed need only their link cleared (the freed mark is cleared by the
+ * taker). */
+GL_INLINE void page_block_zero(const gl_page_t *page, gl_block_t *block, size_t size) {
+  if (page->free_is_zero) block->next = NULL;
+  else memset(block, 0, size);
 }
 
 /* Sets up a page that just came into use for blocks of class_idx. */

@@ -244,14 +244,6 @@ size_t segment_cache_resident_bytes(void) { return __atomic_load_n(&cache_reside
 size_t segment_cache_bytes(void) { return __atomic_load_n(&cache_total_bytes, __ATOMIC_RELAXED); }
 uint64_t segment_cache_activity(void) { return atomic_load_explicit(&cache_activity, memory_order_relaxed); }
 
-void segment_cache_stats(size_t *count, size_t *bytes, size_t *resident_bytes) {
-  pthread_mutex_lock(&cache_lock);
-  *count = cache_count;
-  *bytes = cache_total_bytes;
-  *resident_bytes = cache_resident_bytes;
-  pthread_mutex_unlock(&cache_lock);
-}
-
 /* In a fork child: if another thread held cache_lock at the fork, the cache list may
  * be half-changed, so the child forgets the cache (its segments stay mapped, unused,
  * and a stale free() of one still finds it cached). */

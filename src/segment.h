@@ -90,7 +90,6 @@ GL_HIDDEN size_t segment_cache_resident_bytes(void);
 GL_HIDDEN size_t segment_cache_bytes(void);
 /* Counts segments entering and leaving the cache: a sign of activity. */
 GL_HIDDEN uint64_t segment_cache_activity(void);
-GL_HIDDEN void segment_cache_stats(size_t *count, size_t *bytes, size_t *resident_bytes);
 /* In a fork child: forgets a cache another thread was changing at the fork. */
 GL_HIDDEN void segment_fork_child(void);
 

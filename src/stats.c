@@ -57,15 +57,14 @@ void galleon_stats_get(galleon_stats_t *out) {
   heap_process_init();
   walk_t w;
   walk_heaps(&w);
-  size_t cached, cached_bytes, cached_dirty;
-  segment_cache_stats(&cached, &cached_bytes, &cached_dirty);
+  size_t cached_resident = segment_cache_resident_bytes();
   memset(out, 0, sizeof *out);
   out->mapped = gl_counter_get(&gl_counters.mapped);
   out->mapped_peak = gl_counter_get(&gl_counters.mapped_peak);
-  out->committed = w.committed + gl_counter_get(&gl_counters.large_bytes) + cached_dirty;
+  out->committed = w.committed + gl_counter_get(&gl_counters.large_bytes) + cached_resident;
   out->in_use = w.in_use + gl_counter_get(&gl_counters.large_in_use_bytes);
   out->segments = gl_counter_get(&gl_counters.segments);
-  out->segments_cached = cached;
+  out->segments_cached = gl_counter_get(&gl_counters.segments_cached);
   out->large_blocks = gl_counter_get(&gl_counters.large_blocks);
   out->heaps = gl_counter_get(&gl_counters.heaps);
   out->heaps_abandoned = gl_counter_get(&gl_counters.heaps_abandoned);
@@ -79,8 +78,6 @@ struct galleon_mallinfo galleon_mallinfo2(void) {
   heap_process_init();
   walk_t w;
   walk_heaps(&w);
-  size_t cached, cached_bytes, cached_dirty;
-  segment_cache_stats(&cached, &cached_bytes, &cached_dirty);
   struct galleon_mallinfo m;
   memset(&m, 0, sizeof m);
   m.arena = w.segment_bytes;
@@ -90,7 +87,7 @@ struct galleon_mallinfo galleon_mallinfo2(void) {
   m.usmblks = gl_counter_get(&gl_counters.mapped_peak);
   m.uordblks = w.in_use;
   m.fordblks = w.segment_bytes > w.in_use ? w.segment_bytes - w.in_use : 0;
-  m.keepcost = w.dirty_bytes + cached_dirty;
+  m.keepcost = w.dirty_bytes + segment_cache_resident_bytes();
   return m;
 }
 
