@@ -98,11 +98,16 @@ GALLEON_API void galleon_stats_get(galleon_stats_t *out);
 GALLEON_API void galleon_stats_print(int fd, int json);
 
 /* ---- Options ----
- * Read once at start from GALLEON_<NAME> environment variables, changeable at run
- * time.  Names: "purge_delay_ms", "purge_decommit" (1 = MADV_DONTNEED, 0 = MADV_FREE),
- * "retain_bytes", "segment_cache", "purge_thread" (1 = a background thread returns
- * memory while the program is idle), "stats_at_exit" (1 = text, 2 = JSON), "verbose".
- * galleon_option_set returns 0 on success, -1 for an unknown name. */
+ * Read once at start from GALLEON_<NAME> environment variables (ignored in
+ * set-user-ID programs), changeable at run time (purge_thread only until the purger
+ * has started).  Names: "purge_window_ms" (how far back recent demand reaches: free
+ * memory up to the recent peak stays resident), "purge_delay_ms" (free memory beyond
+ * that goes after this long), "purge_idle_ms" (no page coming or going this long:
+ * everything goes), "retain_bytes" (kept whatever the demand), "purge_decommit"
+ * (1 = MADV_DONTNEED, 0 = MADV_FREE), "segment_cache", "purge_thread" (1 = a
+ * background thread returns memory while the program is idle), "stats_at_exit"
+ * (1 = text, 2 = JSON), "verbose".  galleon_option_set returns 0 on success, -1 for
+ * an unknown name; values are clamped to each option's range. */
 GALLEON_API long galleon_option_get(const char *name);
 GALLEON_API int galleon_option_set(const char *name, long value);
 
