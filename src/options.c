@@ -20,6 +20,7 @@ gl_options_t gl_options = {
     .stats_at_exit = 0,
     .verbose = 0,
     .purge_thread = 1,
+    .pressure_percent = 90,
 };
 
 typedef struct option_desc_s {
@@ -39,6 +40,7 @@ static const option_desc_t option_table[] = {
     {"stats_at_exit", "GALLEON_STATS_AT_EXIT", &gl_options.stats_at_exit, 0, 2},
     {"verbose", "GALLEON_VERBOSE", &gl_options.verbose, 0, 1},
     {"purge_thread", "GALLEON_PURGE_THREAD", &gl_options.purge_thread, 0, 1},
+    {"pressure_percent", "GALLEON_PRESSURE_PERCENT", &gl_options.pressure_percent, 0, 100},
 };
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
 

@@ -55,6 +55,9 @@ GL_HIDDEN uint64_t os_random(void);
 GL_HIDDEN void os_write(int fd, const char *text, size_t len);
 /* secure_getenv: NULL in set-user-ID and set-group-ID programs. */
 GL_HIDDEN const char *os_getenv(const char *name);
+/* Reads up to cap - 1 bytes of a (small, procfs or cgroupfs) file into buf and
+ * terminates it; the length, or -1 when the file cannot be read. */
+GL_HIDDEN long os_read_text(const char *path, char *buf, size_t cap);
 
 /* ---- A background thread and the event it sleeps on ---- */
 

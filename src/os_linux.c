@@ -189,6 +189,21 @@ void os_write(int fd, const char *text, size_t len) {
  * thread, and returns NULL in set-user-ID and set-group-ID programs. */
 const char *os_getenv(const char *name) { return secure_getenv(name); }
 
+long os_read_text(const char *path, char *buf, size_t cap) {
+  if (cap == 0) return -1;
+  int saved = errno;
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  long n = -1;
+  if (fd >= 0) {
+    n = syscall(SYS_read, (int)fd, buf, cap - 1);
+    syscall(SYS_close, (int)fd);
+  }
+  errno = saved;
+  if (n < 0) return -1;
+  buf[n] = 0;
+  return n;
+}
+
 /* ---- The background thread and its event ---- */
 
 bool os_thread_start(void *(*fn)(void *), const char *name) {

@@ -49,6 +49,164 @@ static size_t demand_keep(gl_demand_t *d, uint64_t now, size_t floor) {
   return reuse > floor ? reuse : floor;
 }
 
+/* ---- Memory pressure ----
+ * Under a memory limit, the free memory kept for reuse is what gets a process
+ * OOM-killed.  The purger reads the process's cgroup usage and limit (v2:
+ * memory.current against memory.high or memory.max; v1: memory.usage_in_bytes
+ * against memory.limit_in_bytes) and its pressure stall information (the cgroup's
+ * memory.pressure, else /proc/pressure/memory) at most every 100 ms.  Usage at or
+ * above pressure_percent of the limit, or tasks stalled on memory more than 10% of
+ * the last 10 s, turn pressure on: every rule then acts as if the program were idle
+ * -- all free memory goes, nothing is kept -- until usage is 10 points below the
+ * threshold and stalls under 5%.  GALLEON_CGROUP_DIR names the directory to read
+ * instead of the process's own cgroup (tests use a directory of plain files). */
+
+#define PRESSURE_PATH 320
+#define PRESSURE_CHECK_MS 100
+
+typedef struct {
+  bool probed, found;
+  char usage[PRESSURE_PATH], limit[PRESSURE_PATH], high[PRESSURE_PATH], psi[PRESSURE_PATH];
+} cgroup_files_t;
+
+static cgroup_files_t cgroup; /* the purger thread's */
+static _Atomic(int) pressure_on;
+static _Atomic(size_t) pressure_events;
+static uint64_t pressure_next_check_ms;
+
+static bool pressure_active(void) { return atomic_load_explicit(&pressure_on, memory_order_relaxed) != 0; }
+
+static void path_join(char *out, const char *dir, const char *dir_end, const char *name) {
+  size_t n = 0;
+  for (const char *c = dir; c < dir_end && *c && n + 1 < PRESSURE_PATH; c++) out[n++] = *c;
+  n = gl_fmt_str(out, n, PRESSURE_PATH, "/");
+  n = gl_fmt_str(out, n, PRESSURE_PATH, name);
+  out[n] = 0;
+}
+
+static bool readable(const char *path) {
+  char buf[8];
+  return os_read_text(path, buf, sizeof buf) >= 0;
+}
+
+/* Fills the paths for a cgroup directory; false when it has no memory files. */
+static bool cgroup_use_dir(const char *dir, const char *dir_end) {
+  path_join(cgroup.usage, dir, dir_end, "memory.current");
+  if (readable(cgroup.usage)) { /* v2 */
+    path_join(cgroup.limit, dir, dir_end, "memory.max");
+    path_join(cgroup.high, dir, dir_end, "memory.high");
+    path_join(cgroup.psi, dir, dir_end, "memory.pressure");
+  } else {
+    path_join(cgroup.usage, dir, dir_end, "memory.usage_in_bytes");
+    if (!readable(cgroup.usage)) return false;
+    path_join(cgroup.limit, dir, dir_end, "memory.limit_in_bytes");
+    cgroup.high[0] = 0;
+    cgroup.psi[0] = 0;
+  }
+  if (cgroup.psi[0] == 0 || !readable(cgroup.psi)) gl_fmt_str(cgroup.psi, 0, PRESSURE_PATH, "/proc/pressure/memory");
+  return true;
+}
+
+/* Finds the process's cgroup memory files from /proc/self/cgroup: the v2 line
+ * "0::/path", or the v1 line "N:memory:/path". */
+static void cgroup_probe(void) {
+  cgroup.probed = true;
+  const char *dir = os_getenv("GALLEON_CGROUP_DIR");
+  if (dir != NULL && *dir) {
+    cgroup.found = cgroup_use_dir(dir, dir + PRESSURE_PATH);
+    return;
+  }
+  char text[2048], base[PRESSURE_PATH];
+  if (os_read_text("/proc/self/cgroup", text, sizeof text) < 0) return;
+  for (char *line = text; *line;) {
+    char *end = line;
+    while (*end && *end != '\n') end++;
+    char *path = NULL;
+    const char *roots[2] = {NULL, NULL};
+    if (line[0] == '0' && line[1] == ':' && line[2] == ':') {
+      path = line + 3;
+      roots[0] = "/sys/fs/cgroup";
+      roots[1] = "/sys/fs/cgroup/unified";
+    } else {
+      for (char *c = line; c + 8 <= end; c++) {
+        if (c[0] == ':' && c[1] == 'm' && c[2] == 'e' && c[3] == 'm' && c[4] == 'o' && c[5] == 'r' &&
+            c[6] == 'y' && c[7] == ':') {
+          path = c + 8;
+          roots[0] = "/sys/fs/cgroup/memory";
+          break;
+        }
+      }
+    }
+    for (int r = 0; path && r < 2 && roots[r]; r++) {
+      size_t n = gl_fmt_str(base, 0, PRESSURE_PATH, roots[r]);
+      for (char *c = path; c < end && n + 1 < PRESSURE_PATH; c++) base[n++] = *c;
+      base[n] = 0;
+      if (cgroup_use_dir(base, base + n)) {
+        cgroup.found = true;
+        return;
+      }
+    }
+    line = *end ? end + 1 : end;
+  }
+}
+
+/* A byte count from a cgroup file; UINT64_MAX for "max" or an unreadable file. */
+static uint64_t read_bytes(const char *path) {
+  char buf[64];
+  if (path[0] == 0 || os_read_text(path, buf, sizeof buf) <= 0) return UINT64_MAX;
+  if (buf[0] < '0' || buf[0] > '9') return UINT64_MAX;
+  uint64_t v = 0;
+  for (const char *c = buf; *c >= '0' && *c <= '9'; c++) {
+    if (v > UINT64_MAX / 10 - 10) return UINT64_MAX;
+    v = v * 10 + (uint64_t)(*c - '0');
+  }
+  return v;
+}
+
+/* "some avg10=12.34 ..." in hundredths of a percent; 0 when unreadable. */
+static unsigned read_stall(const char *path) {
+  char buf[256];
+  if (os_read_text(path, buf, sizeof buf) <= 0) return 0;
+  for (const char *c = buf; *c; c++) {
+    if (c[0] == 'a' && c[1] == 'v' && c[2] == 'g' && c[3] == '1' && c[4] == '0' && c[5] == '=') {
+      unsigned whole = 0, frac = 0, digits = 0;
+      for (c += 6; *c >= '0' && *c <= '9'; c++) whole = whole * 10 + (unsigned)(*c - '0');
+      if (*c == '.')
+        for (c++; *c >= '0' && *c <= '9' && digits < 2; c++, digits++) frac = frac * 10 + (unsigned)(*c - '0');
+      while (digits++ < 2) frac *= 10;
+      return whole * 100 + frac;
+    }
+  }
+  return 0;
+}
+
+/* The purger's look at the cgroup (at most every PRESSURE_CHECK_MS). */
+static void pressure_update(uint64_t now) {
+  long percent = option(&gl_options.pressure_percent);
+  if (percent <= 0) {
+    atomic_store_explicit(&pressure_on, 0, memory_order_relaxed);
+    return;
+  }
+  if (now < pressure_next_check_ms) return;
+  pressure_next_check_ms = now + PRESSURE_CHECK_MS;
+  if (!cgroup.probed) cgroup_probe();
+  if (!cgroup.found) return;
+  uint64_t usage = read_bytes(cgroup.usage);
+  uint64_t limit = read_bytes(cgroup.limit), high = read_bytes(cgroup.high);
+  if (high < limit) limit = high;
+  unsigned stall = read_stall(cgroup.psi);
+  bool on = pressure_active();
+  uint64_t level = (uint64_t)(on ? percent - 10 : percent);
+  bool over = usage != UINT64_MAX && limit != UINT64_MAX && limit > 0 && usage / (limit / 100 + 1) >= level;
+  bool stalled = stall >= (on ? 500u : 1000u);
+  if (over || stalled) {
+    if (!on) atomic_fetch_add_explicit(&pressure_events, 1, memory_order_relaxed);
+    atomic_store_explicit(&pressure_on, 1, memory_order_relaxed);
+  } else {
+    atomic_store_explicit(&pressure_on, 0, memory_order_relaxed);
+  }
+}
+
 /* ---- The purger's wake-up (defined below) ---- */
 
 static void purge_notify(size_t dirty_bytes);
@@ -128,7 +286,7 @@ void purge_page_free(gl_purge_queue_t *q, gl_page_t *page) {
   queue_bytes(q, area, true);
   demand_set(&q->demand, q->demand.current - area, now);
   atomic_fetch_add_explicit(&q->activity, 1, memory_order_relaxed);
-  queue_apply(q, now, false);
+  queue_apply(q, now, pressure_active());
   size_t dirty = q->dirty_bytes;
   pthread_mutex_unlock(&q->segs->lock);
   purge_notify(dirty + segment_cache_resident_bytes());
@@ -137,7 +295,7 @@ void purge_page_free(gl_purge_queue_t *q, gl_page_t *page) {
 void purge_heap_tick(gl_purge_queue_t *q, uint64_t now) {
   if (__atomic_load_n(&q->dirty_bytes, __ATOMIC_RELAXED) == 0) return;
   pthread_mutex_lock(&q->segs->lock);
-  queue_apply(q, now, false);
+  queue_apply(q, now, pressure_active());
   pthread_mutex_unlock(&q->segs->lock);
 }
 
@@ -205,7 +363,7 @@ void purge_large_freed(void) {
   uint64_t now = os_clock_ms();
   pthread_mutex_lock(&cache_policy_lock);
   demand_set(&cache_demand, live_segment_bytes(), now);
-  cache_apply(now, false);
+  cache_apply(now, pressure_active());
   pthread_mutex_unlock(&cache_policy_lock);
   purge_notify(segment_cache_resident_bytes());
 }
@@ -252,10 +410,12 @@ static bool quiet_for(uint64_t activity, uint64_t *seen, uint64_t *quiet_since, 
 
 static bool purge_round(uint64_t now) {
   bool pending = false;
+  pressure_update(now);
+  bool pressure = pressure_active();
   for (gl_purge_queue_t *q = atomic_load_explicit(&queues_all, memory_order_acquire); q; q = q->all_next) {
     if (atomic_load_explicit(&q->lost, memory_order_relaxed)) continue;
     uint64_t activity = atomic_load_explicit(&q->activity, memory_order_relaxed);
-    bool idle = quiet_for(activity, &q->seen_activity, &q->quiet_since_ms, now);
+    bool idle = quiet_for(activity, &q->seen_activity, &q->quiet_since_ms, now) || pressure;
     if (__atomic_load_n(&q->dirty_bytes, __ATOMIC_RELAXED) == 0) continue;
     if (pthread_mutex_trylock(&q->segs->lock) == 0) { /* never wait for an owner */
       queue_apply(q, now, idle);
@@ -266,7 +426,8 @@ static bool purge_round(uint64_t now) {
   if (segment_cache_bytes() != 0 && pthread_mutex_trylock(&cache_policy_lock) == 0) {
     bool idle = quiet_for(segment_cache_activity(), &cache_seen_activity, &cache_quiet_since_ms, now);
     demand_set(&cache_demand, live_segment_bytes(), now);
-    cache_apply(now, idle);
+    cache_apply(now, idle || pressure);
+    if (pressure) segment_cache_unmap(UINT64_MAX);
     pthread_mutex_unlock(&cache_policy_lock);
   }
   if (segment_cache_bytes() != 0) pending = true; /* resident, or to unmap later */
@@ -292,8 +453,11 @@ static void *purger_main(void *arg) {
       if (!pending) os_event_wait(&purger_event, UINT64_MAX);
       atomic_store_explicit(&purger_sleeping, 0, memory_order_relaxed);
     } else {
+      /* Half the idle time (so an idle heap is seen within 1.5 x of it), at least 10
+       * ms, at most 250 ms (pressure is checked on these rounds). */
       uint64_t tick = (uint64_t)option(&gl_options.purge_idle_ms) / 2;
-      os_event_wait(&purger_event, os_clock_ms() + (tick < 10 ? 10 : tick));
+      tick = tick < 10 ? 10 : tick > 250 ? 250 : tick;
+      os_event_wait(&purger_event, os_clock_ms() + tick);
     }
     os_event_unlock(&purger_event);
   }
@@ -324,6 +488,8 @@ static void purge_notify(size_t dirty_bytes) {
   purger_fence();
   if (atomic_load_explicit(&purger_sleeping, memory_order_relaxed)) os_event_signal(&purger_event);
 }
+
+size_t purge_pressure_events(void) { return atomic_load_explicit(&pressure_events, memory_order_relaxed); }
 
 void purge_fork_child(void) {
   gl_mutex_was_free_at_fork(&cache_policy_lock);

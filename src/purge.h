@@ -13,12 +13,14 @@
  *     purge_delay_ms (cached segments: 10 x), oldest first;
  *   - idle: a heap, or the cache, that has seen no page or segment come or go for
  *     purge_idle_ms gives back all of its dirty memory;
+ *   - pressure: when the process's cgroup nears its memory limit, or its tasks
+ *     stall on memory, every rule acts as if the program were idle;
  *   - malloc_trim(0) and galleon_collect() give back everything now.
  *
  * Who runs the rules: the owner thread when a page leaves use and every few slow
  * paths (purge_heap_tick), large frees (purge_large_freed), and one background
  * thread, started once 1 MiB of free memory is waiting, which wakes every
- * purge_idle_ms / 2 while any dirty memory exists and sleeps otherwise.  Busy
+ * purge_idle_ms / 2 (10-250 ms) while any dirty memory exists, sleeps otherwise.  Busy
  * threads never signal it except to end a sleep without deadline.
  *
  * Lock order: (heap registry) -> segs->lock -> cache policy lock -> (segment cache
@@ -59,6 +61,8 @@ GL_HIDDEN void purge_cache_all(void);
  * returns whether it has more to do later. */
 typedef bool (*purge_collect_fn)(uint64_t now);
 GL_HIDDEN void purge_set_collector(purge_collect_fn collect);
+/* How many times memory pressure (cgroup limit or stalls) turned on. */
+GL_HIDDEN size_t purge_pressure_events(void);
 /* In a fork child: the purger does not exist there; the child starts its own. */
 GL_HIDDEN void purge_fork_child(void);
 
