@@ -17,9 +17,9 @@
 #include "sizeclass.h"
 
 
-void *aligned_alloc_impl(size_t alignment, size_t size) {
+static void *aligned_alloc_plain(size_t alignment, size_t size) {
   gl_assert(alignment != 0 && (alignment & (alignment - 1)) == 0);
-  if (alignment <= GL_MIN_ALIGN) return alloc_malloc_fast(size);
+  if (alignment <= GL_MIN_ALIGN) return alloc_malloc_plain(size);
   if (alignment > GL_MAX_ALIGN || size > GL_MAX_ALLOC - alignment) {
     errno = ENOMEM;
     return NULL;
@@ -28,14 +28,14 @@ void *aligned_alloc_impl(size_t alignment, size_t size) {
     size_t rounded = gl_align_up(size, alignment);
     if (rounded == 0) rounded = alignment;
     if (rounded <= GL_MEDIUM_MAX && sizeclass_block_size(sizeclass_of(rounded)) % alignment == 0) {
-      void *p = alloc_malloc_fast(rounded);
+      void *p = alloc_malloc_plain(rounded);
       gl_assert(p == NULL || ((uintptr_t)p & (alignment - 1)) == 0);
       return p;
     }
   }
   size_t padded = size + alignment - GL_MIN_ALIGN;
   if (padded <= GL_MEDIUM_MAX) {
-    uint8_t *p = alloc_malloc_fast(padded);
+    uint8_t *p = alloc_malloc_plain(padded);
     if (p == NULL) return NULL;
     uint8_t *aligned = (uint8_t *)gl_align_up((uintptr_t)p, alignment);
     if (aligned != p) {
@@ -50,4 +50,12 @@ void *aligned_alloc_impl(size_t alignment, size_t size) {
   }
   heap_process_init(); /* large_alloc may be the process's first call */
   return large_alloc(size, alignment, false);
+}
+
+void *aligned_alloc_impl(size_t alignment, size_t size) {
+  annotate_quiet_begin();
+  void *p = aligned_alloc_plain(alignment, size);
+  annotate_quiet_end();
+  annotate_alloc(p, size, false);
+  return p;
 }

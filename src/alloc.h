@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "annotate.h"
 #include "heap.h"
 
 /* ---- free.c ---- */
@@ -61,7 +62,7 @@ GL_INLINE gl_block_t *alloc_direct_pop(gl_heap_t *heap, size_t size, gl_page_t *
   return block;
 }
 
-GL_INLINE void *alloc_malloc_fast(size_t size) {
+GL_INLINE void *alloc_malloc_plain(size_t size) {
   if (gl_likely(size <= GL_DIRECT_MAX)) {
     gl_page_t *page;
     gl_block_t *block = alloc_direct_pop(gl_tls_heap, size, &page);
@@ -70,7 +71,7 @@ GL_INLINE void *alloc_malloc_fast(size_t size) {
   return heap_malloc_refill(size, gl_tls_heap, false);
 }
 
-GL_INLINE void *alloc_calloc_fast(size_t count, size_t size) {
+GL_INLINE void *alloc_calloc_plain(size_t count, size_t size) {
   size_t total;
   if (gl_unlikely(__builtin_mul_overflow(count, size, &total))) {
     errno = ENOMEM;
@@ -88,7 +89,7 @@ GL_INLINE void *alloc_calloc_fast(size_t count, size_t size) {
   return heap_malloc_refill(total, heap, true);
 }
 
-GL_INLINE void alloc_free_fast(void *p) {
+GL_INLINE void alloc_free_plain(void *p) {
   uintptr_t addr = (uintptr_t)p;
   unsigned shift = segment_map_get(addr);
   if (gl_likely(shift & GL_SEGMAP_PAGES_BIT)) {
@@ -110,6 +111,41 @@ GL_INLINE void alloc_free_fast(void *p) {
     return;
   }
   free_slow(p, "invalid free of");
+}
+
+/* The entry points: the plain paths, described to memcheck in GALLEON_VALGRIND
+ * builds (annotate.h); in other builds the `if` vanishes. */
+GL_INLINE void *alloc_malloc_fast(size_t size) {
+  if (GL_VALGRIND) {
+    annotate_quiet_begin();
+    void *p = alloc_malloc_plain(size);
+    annotate_quiet_end();
+    annotate_alloc(p, size, false);
+    return p;
+  }
+  return alloc_malloc_plain(size);
+}
+
+GL_INLINE void *alloc_calloc_fast(size_t count, size_t size) {
+  if (GL_VALGRIND) {
+    annotate_quiet_begin();
+    void *p = alloc_calloc_plain(count, size);
+    annotate_quiet_end();
+    annotate_alloc(p, count * size, true);
+    return p;
+  }
+  return alloc_calloc_plain(count, size);
+}
+
+GL_INLINE void alloc_free_fast(void *p) {
+  if (GL_VALGRIND) {
+    annotate_free(p);
+    annotate_quiet_begin();
+    alloc_free_plain(p);
+    annotate_quiet_end();
+    return;
+  }
+  alloc_free_plain(p);
 }
 
 #endif /* GALLEON_ALLOC_H */

@@ -86,7 +86,9 @@ void free_slow(void *p, const char *what) {
 size_t alloc_usable_size(const void *p) {
   if (segment_map_get((uintptr_t)p) == GL_SEGMAP_NONE) return 0; /* NULL and foreign pointers */
   void *start;
+  annotate_quiet_begin();
   gl_page_t *page = free_check_block(p, "malloc_usable_size of", true, &start);
+  annotate_quiet_end();
   if (page != NULL) return page->block_size - (size_t)((const uint8_t *)p - (uint8_t *)start);
   return segment_find(p)->large_usable;
 }

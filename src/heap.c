@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <string.h>
 
+#include "annotate.h"
 #include "check.h"
 #include "heap.h"
 #include "options.h"
@@ -251,7 +252,10 @@ static bool heap_purger_sweep(uint64_t now) {
   if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0 ||
       now < atomic_load_explicit(&abandoned_next_sweep_ms, memory_order_relaxed))
     return false;
-  return heap_sweep_abandoned(false) != 0;
+  annotate_quiet_begin(); /* it reads the lists in free blocks */
+  bool progress = heap_sweep_abandoned(false) != 0;
+  annotate_quiet_end();
+  return progress;
 }
 
 /* Slow-path housekeeping: notifications, the purge rules, periodic sweeps.  The

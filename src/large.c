@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "annotate.h"
 #include "check.h"
 #include "large.h"
 
@@ -18,6 +19,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   }
   uint8_t *block = (uint8_t *)seg + seg->large_offset;
   if (zero && !is_zero) memset(block, 0, size);
+  if (GL_VALGRIND && seg->large_usable > size) annotate_noaccess(block + size, seg->large_usable - size);
   gl_counter_add(&gl_counters.large_blocks, 1);
   gl_counter_add(&gl_counters.large_bytes, seg->mapped_size);
   gl_counter_add(&gl_counters.large_in_use_bytes, seg->large_usable);

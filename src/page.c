@@ -1,6 +1,7 @@
 /* page.c: the blocks and free lists of one page (page.h). */
 #include <string.h>
 
+#include "annotate.h"
 #include "check.h"
 #include "page.h"
 #include "sizeclass.h"
@@ -49,6 +50,7 @@ bool page_extend(gl_page_t *page) {
   }
   ((gl_block_t *)last)->next = NULL;
   ((gl_block_t *)last)->freed_mark = key;
+  annotate_noaccess(first, (size_t)n * bs); /* until handed out */
   page->free = (gl_block_t *)first;
   /* Remote threads read these in free's checks: relaxed atomic stores. */
   __atomic_store_n(&page->capacity, page->capacity + n, __ATOMIC_RELAXED);
