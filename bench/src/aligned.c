@@ -54,6 +54,6 @@ int main(int argc, char **argv) {
   steps = arg_long(argc, argv, 1, 500000);
   int threads = (int)arg_long(argc, argv, 2, 2);
   double el = run_threads(worker, threads);
-  printf("RESULT aligned elapsed_s=%.4f threads=%d check=ok\n", el, threads);
+  printf("RESULT aligned elapsed_s=%.4f ops=%ld threads=%d check=ok\n", el, steps * threads, threads);
   return 0;
 }

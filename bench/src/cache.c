@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
   pthread_barrier_wait(&bar);
   for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
   double el = now_s() - t0;
-  printf("RESULT %s elapsed_s=%.4f threads=%d check=ok\n", NAME, el, threads);
+  printf("RESULT %s elapsed_s=%.4f ops=%ld threads=%d check=ok\n", NAME, el, size * threads, threads);
   pthread_barrier_destroy(&bar);
   free(args);
   free(tid);

@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
     ops += per_pass * threads;
   }
   double el = now_s() - t0;
-  printf("RESULT glibc-simple ns_per_op=%.2f elapsed_s=%.4f threads=%d check=ok\n", el * 1e9 / (double)ops, el,
-         threads);
+  printf("RESULT glibc-simple ns_per_op=%.2f elapsed_s=%.4f ops=%ld threads=%d check=ok\n", el * 1e9 / (double)ops,
+         el, ops, threads);
   return 0;
 }

@@ -59,6 +59,7 @@ int main(int argc, char **argv) {
       dl += (size_t)snprintf(detail + dl, sizeof detail - dl, " t%d=%.0f", n, (double)iters * n / el);
   }
   free(tid);
-  printf("RESULT glibc-thread ops_per_s=%.0f elapsed_s=%.4f%s check=ok\n", total_ops / total_el, total_el, detail);
+  printf("RESULT glibc-thread ops_per_s=%.0f elapsed_s=%.4f ops=%.0f%s check=ok\n", total_ops / total_el, total_el,
+         total_ops, detail);
   return 0;
 }

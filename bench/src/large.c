@@ -44,6 +44,6 @@ int main(int argc, char **argv) {
   iters = arg_long(argc, argv, 1, 2000);
   int threads = (int)arg_long(argc, argv, 2, 1);
   double el = run_threads(worker, threads);
-  printf("RESULT malloc-large elapsed_s=%.4f threads=%d check=ok\n", el, threads);
+  printf("RESULT malloc-large elapsed_s=%.4f ops=%ld threads=%d check=ok\n", el, iters * threads, threads);
   return 0;
 }

@@ -106,8 +106,8 @@ int main(int argc, char **argv) {
     free(lanes[t].pool);
   }
   long total = lanes[0].ops_per_gen * (long)gens * threads;
-  printf("RESULT larson ops_per_s=%.0f elapsed_s=%.4f threads=%d check=%016llx\n", total / el, el,
-         threads, (unsigned long long)h);
+  printf("RESULT larson ops_per_s=%.0f elapsed_s=%.4f ops=%ld threads=%d check=%016llx\n", total / el, el,
+         total, threads, (unsigned long long)h);
   free(lanes);
   return 0;
 }

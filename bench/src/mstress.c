@@ -108,8 +108,8 @@ int main(int argc, char **argv) {
   for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
   double el = now_s() - t0;
   for (int j = 0; j < SHARED; j++) blk_free(atomic_exchange(&shared_slots[j], NULL));
-  printf("RESULT mstress ops_per_s=%.0f elapsed_s=%.4f threads=%d check=ok\n",
-         (double)atomic_load(&total_ops) / el, el, threads);
+  printf("RESULT mstress ops_per_s=%.0f elapsed_s=%.4f ops=%ld threads=%d check=ok\n",
+         (double)atomic_load(&total_ops) / el, el, (long)atomic_load(&total_ops), threads);
   free(tid);
   return 0;
 }

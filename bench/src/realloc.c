@@ -73,7 +73,8 @@ int main(int argc, char **argv) {
   uint64_t h = 0;
   for (int t = 0; t < threads; t++) { pthread_join(tid[t], NULL); h = mix_hash(h, res[t].hash); }
   double el = now_s() - t0;
-  printf("RESULT realloc elapsed_s=%.4f threads=%d check=%016llx\n", el, threads, (unsigned long long)h);
+  printf("RESULT realloc elapsed_s=%.4f ops=%ld threads=%d check=%016llx\n", el, ops * threads, threads,
+         (unsigned long long)h);
   free(tid);
   free(res);
   return 0;

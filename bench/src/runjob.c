@@ -1,11 +1,15 @@
-/* runjob.c - run a command, report its wall time and peak RSS.
+/* runjob.c - run a command, report its wall time, peak RSS, page faults and
+ * context switches.
  * usage: runjob [-p PRELOAD_LIB] [-o STDOUT_FILE] [-r REPORT_FILE] [-t TIMEOUT_S] -- CMD [ARGS...]
- * The preload library (if any) is put into LD_PRELOAD of the child only, so this
- * helper itself always runs on the system malloc.  Prints to stderr:
+ * The preload library (if any; several may be given separated by ':') is put into
+ * LD_PRELOAD of the child only, so this helper itself always runs on the system
+ * malloc.  Prints to stderr (or into REPORT_FILE with -r):
  *   RUNJOB wall_s=<seconds> maxrss_kb=<KiB> status=<exit code or -signal>
- * (or into REPORT_FILE with -r), and exits with the child's exit code (128+signal
- * when killed).  The child runs in its own process group; SIGTERM/SIGINT to runjob
- * and the -t timeout kill that whole group.
+ *          minflt=<n> majflt=<n> nvcsw=<n> nivcsw=<n> utime_s=<s> stime_s=<s>
+ * (one line; the figures come from wait4's rusage of the child, which on Linux
+ * includes the descendants it waited for), and exits with the child's exit code
+ * (128+signal when killed).  The child runs in its own process group; SIGTERM/SIGINT
+ * to runjob and the -t timeout kill that whole group.
  *
  * Why a C helper: a child's ru_maxrss starts at the RSS of the process that forked
  * it (Linux copies the high-water mark across fork+exec), so measuring from a
@@ -79,7 +83,13 @@ int main(int argc, char **argv) {
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
   FILE *rf = report ? fopen(report, "w") : stderr;
   if (rf == NULL) rf = stderr;
-  fprintf(rf, "RUNJOB wall_s=%.6f maxrss_kb=%ld status=%d\n", wall, ru.ru_maxrss, code);
+  /* keep the first three fields first: bench/main-job parses them with one regex */
+  fprintf(rf,
+          "RUNJOB wall_s=%.6f maxrss_kb=%ld status=%d minflt=%ld majflt=%ld nvcsw=%ld nivcsw=%ld "
+          "utime_s=%.6f stime_s=%.6f\n",
+          wall, ru.ru_maxrss, code, ru.ru_minflt, ru.ru_majflt, ru.ru_nvcsw, ru.ru_nivcsw,
+          (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6,
+          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6);
   if (rf != stderr) fclose(rf);
   return code >= 0 ? code : 128 - code;
 }

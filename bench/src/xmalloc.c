@@ -98,8 +98,8 @@ int main(int argc, char **argv) {
   double el = now_s() - t0;
   long expect = batches_per_producer * BATCH * np;
   if (total_freed != expect) die("xmalloc: freed %ld blocks, produced %ld", total_freed, expect);
-  printf("RESULT xmalloc ops_per_s=%.0f elapsed_s=%.4f threads=%d check=%016llx\n", expect / el, el,
-         np + nc, (unsigned long long)total_hash);
+  printf("RESULT xmalloc ops_per_s=%.0f elapsed_s=%.4f ops=%ld threads=%d check=%016llx\n", expect / el, el,
+         expect, np + nc, (unsigned long long)total_hash);
   free(tid);
   return 0;
 }

@@ -1,0 +1,93 @@
+"""The allocators under test: Galleon (a pinned copy of libgalleon.so), glibc (no
+preload), jemalloc, tcmalloc and mimalloc from Debian; installing missing peers."""
+import collections
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+
+from .paths import LIBDIR, ROOT, log
+
+# name: what the reports call it; lib: the library to preload (None = glibc, no
+# preload); shown: the path to print in commands (the original of a pinned copy)
+Allocator = collections.namedtuple("Allocator", "name lib shown")
+
+PEERS = (  # name, candidate file names in LIBDIR, first one that exists wins
+    ("jemalloc", ["libjemalloc.so.2"]),
+    ("tcmalloc", ["libtcmalloc_minimal.so.4", "libtcmalloc.so.4"]),
+    ("mimalloc", ["libmimalloc.so.2.0", "libmimalloc.so.2", "libmimalloc.so"]),
+)
+
+PEER_PACKAGES = {  # what the suite uses -> the Debian package that brings it
+    os.path.join(LIBDIR, "libjemalloc.so.2"): "libjemalloc2",
+    os.path.join(LIBDIR, "libtcmalloc_minimal.so.4"): "libtcmalloc-minimal4",
+    os.path.join(LIBDIR, "libmimalloc.so.2.0"): "libmimalloc2.0",
+    "/usr/bin/gnuplot": "gnuplot-nox",
+    "/usr/bin/valgrind": "valgrind",
+    "/usr/bin/sqlite3": "sqlite3",
+    "/usr/bin/redis-benchmark": "redis-tools",
+}
+SYSCALL_TOOLS = {"/usr/bin/strace": "strace"}  # only needed with --syscalls
+
+
+def install_missing_peers(syscalls=False):
+    """apt-get install the peers and tools that are missing (root or sudo only)."""
+    wanted = dict(PEER_PACKAGES, **(SYSCALL_TOOLS if syscalls else {}))
+    missing = sorted(set(pkg for path, pkg in wanted.items() if not os.path.exists(path)))
+    if not missing:
+        return
+    sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if sudo is None or not shutil.which("apt-get"):
+        log("WARNING: missing %s and cannot install them (not root, no sudo)" % " ".join(missing))
+        return
+    log("installing missing peers/tools from Debian: %s" % " ".join(missing))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(sudo + ["apt-get", "update", "-qq"], env=env, check=False)
+    r = subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + missing, env=env, check=False)
+    if r.returncode != 0:
+        log("WARNING: apt-get install failed (%d); the missing ones are skipped" % r.returncode)
+
+
+def galleon_path(option):
+    """--galleon, else $GALLEON_LIB, else build/libgalleon.so of the repository."""
+    return option or os.environ.get("GALLEON_LIB") or os.path.join(ROOT, "build", "libgalleon.so")
+
+
+def find_allocators(galleon):
+    allocs = []
+    if os.path.exists(galleon):
+        real = os.path.realpath(galleon)
+        allocs.append(Allocator("galleon", real, real))
+    else:
+        log("WARNING: %s not found: Galleon is skipped (build it with `make` in the repo root)" % galleon)
+    allocs.append(Allocator("glibc", None, None))
+    for name, cands in PEERS:
+        for c in cands:
+            p = os.path.join(LIBDIR, c)
+            if os.path.exists(p):
+                allocs.append(Allocator(name, p, p))
+                break
+        else:
+            log("WARNING: %s not found in %s: skipped (apt-get install libjemalloc2 "
+                "libtcmalloc-minimal4 libmimalloc2.0)" % (name, LIBDIR))
+    return allocs
+
+
+def pin_galleon(allocs, workdir):
+    """Replace Galleon's library by a copy in workdir (a rebuild during a long run
+    cannot mix versions).  Returns (allocs, info for results.json or None)."""
+    out, info = [], None
+    for a in allocs:
+        if a.name != "galleon":
+            out.append(a)
+            continue
+        pinned = os.path.join(workdir, "libgalleon.so")
+        shutil.copy2(a.lib, pinned)
+        with open(a.lib, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        info = {"path": a.lib, "sha256": digest,
+                "mtime": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(os.path.getmtime(a.lib)))}
+        log("galleon: %s (built %s, sha256 %s...), running a pinned copy" % (a.lib, info["mtime"], digest[:12]))
+        out.append(Allocator("galleon", pinned, a.lib))
+    return out, info
