@@ -161,30 +161,74 @@ static void cache_purge_entry(gl_segment_t *seg, bool decommit) {
   cache_bytes_add(&cache_resident_bytes, seg->mapped_size, false);
 }
 
-/* Takes a cached segment of at least `size` bytes (exactly, when exact), or NULL.
- * With resizable, and nothing fits, takes the smallest resident one that is big
- * enough (the caller splits it), else the biggest resident one (the caller grows it
- * with mremap): cheaper than faulting in a fresh mapping. */
-static gl_segment_t *cache_take(size_t size, bool exact, bool resizable, bool *is_zero) {
-  gl_segment_t *best = NULL, *split = NULL, *largest_dirty = NULL;
+/* Takes a cached segment of exactly `size` bytes (a segment for pages), or NULL. */
+static gl_segment_t *cache_take_exact(size_t size, bool *is_zero) {
+  gl_segment_t *best = NULL;
   pthread_mutex_lock(&cache_lock);
   for (gl_segment_t *s = cache_segment(cache.first); s; s = cache_segment(s->link.next)) {
-    if (s->cache_state == GL_SEGMENT_CACHED_DIRTY) {
-      if (largest_dirty == NULL || s->mapped_size > largest_dirty->mapped_size) largest_dirty = s;
-      if (s->mapped_size >= size && (split == NULL || s->mapped_size < split->mapped_size)) split = s;
-    }
-    if (s->mapped_size < size) continue;
-    if (exact ? s->mapped_size != size : s->mapped_size - size > size / 2 + (1u << 20)) continue;
-    if (best == NULL || s->mapped_size < best->mapped_size) best = s;
-    if (s->mapped_size == size) break;
+    if (s->mapped_size != size) continue;
+    best = s;
+    if (s->cache_state == GL_SEGMENT_CACHED_DIRTY) break; /* resident: best of all */
   }
-  if (best == NULL && resizable) best = split ? split : largest_dirty;
   if (best) {
     *is_zero = best->cache_state == GL_SEGMENT_CACHED_ZERO;
     cache_unlink(best);
   }
   pthread_mutex_unlock(&cache_lock);
   return best;
+}
+
+#define CACHE_PIECES 8
+
+/* Cached memory for a large block of `size` bytes, resident memory first, since a
+ * page that is already resident costs no fault:
+ *   1. a resident segment that fits (at most half again as big);
+ *   2. the smallest resident segment that is bigger (the caller splits it);
+ *   3. resident segments, largest first, that together come closest to `size` (up
+ *      to CACHE_PIECES; the caller moves their pages together with mremap);
+ *   4. a purged segment that fits.
+ * Returns how many segments it took into pieces[] (0: none). */
+static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_zero) {
+  gl_segment_t *fit = NULL, *split = NULL, *purged_fit = NULL;
+  size_t resident = 0;
+  unsigned count = 0;
+  *is_zero = false;
+  pthread_mutex_lock(&cache_lock);
+  for (gl_segment_t *s = cache_segment(cache.first); s; s = cache_segment(s->link.next)) {
+    bool fits = s->mapped_size >= size && s->mapped_size - size <= size / 2 + ((size_t)1 << 20);
+    if (s->cache_state == GL_SEGMENT_CACHED_DIRTY) {
+      resident += s->mapped_size;
+      if (fits && (fit == NULL || s->mapped_size < fit->mapped_size)) fit = s;
+      if (s->mapped_size >= size && (split == NULL || s->mapped_size < split->mapped_size)) split = s;
+    } else if (fits && (purged_fit == NULL || s->mapped_size < purged_fit->mapped_size)) {
+      purged_fit = s;
+    }
+  }
+  gl_segment_t *one = fit ? fit : split;
+  if (one != NULL) {
+    pieces[count++] = one;
+  } else if (resident > 0) {
+    /* Largest first, until the pieces cover the size. */
+    size_t got = 0;
+    while (got < size && count < CACHE_PIECES) {
+      gl_segment_t *largest = NULL;
+      for (gl_segment_t *s = cache_segment(cache.first); s; s = cache_segment(s->link.next)) {
+        if (s->cache_state != GL_SEGMENT_CACHED_DIRTY) continue;
+        bool taken = false;
+        for (unsigned i = 0; i < count; i++) taken = taken || pieces[i] == s;
+        if (!taken && (largest == NULL || s->mapped_size > largest->mapped_size)) largest = s;
+      }
+      if (largest == NULL) break;
+      pieces[count++] = largest;
+      got += largest->mapped_size;
+    }
+  } else if (purged_fit != NULL) {
+    *is_zero = purged_fit->cache_state == GL_SEGMENT_CACHED_ZERO;
+    pieces[count++] = purged_fit;
+  }
+  for (unsigned i = 0; i < count; i++) cache_unlink(pieces[i]);
+  pthread_mutex_unlock(&cache_lock);
+  return count;
 }
 
 /* Gives a segment that holds no block to the cache (or back to the OS when the
@@ -275,7 +319,7 @@ static void avail_remove(gl_segset_t *set, gl_segment_t *seg) {
 
 static gl_segment_t *segment_new_pages(gl_segset_t *set, struct gl_heap_s *heap, gl_kind_t kind) {
   bool is_zero = false;
-  gl_segment_t *seg = cache_take(GL_SEGMENT_SIZE, true, false, &is_zero);
+  gl_segment_t *seg = cache_take_exact(GL_SEGMENT_SIZE, &is_zero);
   if (seg == NULL) {
     seg = segment_os_map(GL_SEGMENT_SIZE, GL_SEGMENT_SIZE, false);
     if (seg == NULL) return NULL;
@@ -459,6 +503,51 @@ static gl_segment_t *segment_split(gl_segment_t *seg, size_t keep) {
   return seg;
 }
 
+/* A segment of `size` bytes made of the resident pages of cached pieces: each is
+ * moved (mremap: page tables move, pages stay resident, nothing is copied) into one
+ * fresh aligned reservation, whole, or the last one by its tail (the rest of it
+ * goes back to the cache); what the pieces do not cover is committed fresh.  NULL
+ * when the address space or the commit is refused (the pieces are unmapped). */
+static gl_segment_t *segment_assemble(gl_segment_t **pieces, unsigned count, size_t size) {
+  uint8_t *target = segment_os_map(size, GL_SEGMENT_SIZE, true);
+  size_t filled = 0;
+  for (unsigned i = 0; i < count; i++) {
+    gl_segment_t *piece = pieces[i];
+    size_t piece_size = piece->mapped_size;
+    size_t take = piece_size < size - filled ? piece_size : size - filled;
+    if (target == NULL || take == 0) { /* not needed after all */
+      cache_put(piece, true);
+      continue;
+    }
+    uint8_t *from = (uint8_t *)piece + piece_size - take; /* whole, or the tail */
+    uint8_t value = segment_map_get((uintptr_t)piece);
+    if (!os_move(from, take, take, target + filled)) {
+      segment_unmap(piece);
+      continue;
+    }
+    segment_map_set(piece, piece_size, GL_SEGMAP_NONE);
+    if (take < piece_size) { /* the head stays a cached segment */
+      piece->mapped_size = piece_size - take;
+      segment_map_set(piece, piece->mapped_size, value);
+      cache_put(piece, true);
+    } else {
+      gl_counter_sub(&gl_counters.segments, 1);
+    }
+    filled += take;
+  }
+  if (target == NULL) return NULL;
+  if (filled < size && !os_commit(target + filled, size - filled)) {
+    os_unmap(target, size);
+    gl_counter_sub(&gl_counters.mapped, filled);
+    return NULL;
+  }
+  counters_mapped(size - filled);
+  gl_counter_add(&gl_counters.segments, 1);
+  gl_segment_t *seg = (gl_segment_t *)target;
+  seg->mapped_size = size;
+  return seg;
+}
+
 gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) {
   size_t page = os_page_size();
   size_t offset = GL_LARGE_OFFSET;
@@ -469,14 +558,21 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
   gl_segment_t *seg = NULL;
   *is_zero = false;
   if (offset == GL_LARGE_OFFSET) {
-    seg = cache_take(needed, false, true, is_zero);
-    /* Resized when it does not fit: grown, or shrunk so a small block does not pin
-     * a big resident mapping. */
-    if (seg != NULL && (seg->mapped_size < needed || seg->mapped_size / 2 > needed)) {
-      gl_segment_t *resized = seg->mapped_size > needed ? segment_split(seg, needed) : segment_resize(seg, needed);
-      if (resized == NULL) segment_unmap(seg);
-      seg = resized;
+    gl_segment_t *pieces[CACHE_PIECES];
+    unsigned count = cache_take_large(needed, pieces, is_zero);
+    if (count > 1) {
+      seg = segment_assemble(pieces, count, needed);
       *is_zero = false;
+    } else if (count == 1) {
+      seg = pieces[0];
+      /* Resized when it does not fit: grown, or shrunk so a small block does not
+       * pin a big resident mapping. */
+      if (seg->mapped_size < needed || seg->mapped_size / 2 > needed) {
+        gl_segment_t *resized = seg->mapped_size > needed ? segment_split(seg, needed) : segment_resize(seg, needed);
+        if (resized == NULL) segment_unmap(seg);
+        seg = resized;
+        *is_zero = false;
+      }
     }
   }
   if (seg == NULL) {
