@@ -4,9 +4,14 @@
 #                 programs under ASan+UBSan, then the thread tests under TSan
 #   make run      the main job: a real workload under the system malloc and Galleon
 #   make bench    the side-by-side benchmark against glibc, jemalloc, tcmalloc, mimalloc
-#   make install  PREFIX=/usr/local
+#   make install  PREFIX=/usr/local (library, header, the galleon command, man pages)
+#   make check-man  the man pages (man/) format without a groff warning and document
+#                 every function, option and command (also the CTest test man_pages)
 #   make fuzz     SECONDS=N: build the libFuzzer target (tests/fuzz) with clang in
 #                 build-fuzz/ and fuzz the galleon_* API for N seconds (default 60)
+#   make deb      Debian packages (debian/) built from a copy of the tree in
+#                 build-deb/src: build-deb/*.deb, checked by lintian
+#   make test-package  install those .debs into a scratch root and check them
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
 CMAKE ?= cmake
@@ -81,5 +86,21 @@ test-fuzz: $(FUZZ_DIR)/fuzz_api
 install: build
 	$(CMAKE) --install build
 
+.PHONY: check-man
+check-man:
+	python3 tests/tool/check_man.py .
+
 clean:
 	rm -rf build build-debug build-asan build-tsan
+
+# ---- Debian packages (debian/, tests/package/) ----
+# test-package reuses build-deb/*.deb while they match the tree, else builds them.
+# Both install the Debian packages they need (debhelper, lintian, ...) if missing.
+DEB_DIR ?= build-deb
+.PHONY: deb test-package
+
+deb:
+	tests/package/build_deb.sh $(DEB_DIR)
+
+test-package:
+	tests/package/test_package.sh $(DEB_DIR)

@@ -17,9 +17,14 @@
 #include "sizeclass.h"
 
 
-static void *aligned_alloc_plain(size_t alignment, size_t size) {
+/* A block from the thread's heap, or from a first-class heap. */
+static void *block_from(gl_heap_t *heap, size_t size) {
+  return heap ? heap_first_class_alloc(heap, size, false) : alloc_malloc_plain(size);
+}
+
+static void *aligned_alloc_plain(gl_heap_t *heap, size_t alignment, size_t size) {
   gl_assert(alignment != 0 && (alignment & (alignment - 1)) == 0);
-  if (alignment <= GL_MIN_ALIGN) return alloc_malloc_plain(size);
+  if (alignment <= GL_MIN_ALIGN) return block_from(heap, size);
   if (alignment > GL_MAX_ALIGN || size > GL_MAX_ALLOC - alignment) {
     errno = ENOMEM;
     return NULL;
@@ -28,14 +33,14 @@ static void *aligned_alloc_plain(size_t alignment, size_t size) {
     size_t rounded = gl_align_up(size, alignment);
     if (rounded == 0) rounded = alignment;
     if (rounded <= GL_MEDIUM_MAX && sizeclass_block_size(sizeclass_of(rounded)) % alignment == 0) {
-      void *p = alloc_malloc_plain(rounded);
+      void *p = block_from(heap, rounded);
       gl_assert(p == NULL || ((uintptr_t)p & (alignment - 1)) == 0);
       return p;
     }
   }
   size_t padded = size + alignment - GL_MIN_ALIGN;
   if (padded <= GL_MEDIUM_MAX) {
-    uint8_t *p = alloc_malloc_plain(padded);
+    uint8_t *p = block_from(heap, padded);
     if (p == NULL) return NULL;
     uint8_t *aligned = (uint8_t *)gl_align_up((uintptr_t)p, alignment);
     if (aligned != p) {
@@ -49,12 +54,16 @@ static void *aligned_alloc_plain(size_t alignment, size_t size) {
     return aligned;
   }
   heap_process_init(); /* large_alloc may be the process's first call */
-  return large_alloc(size, alignment, false);
+  void *p = large_alloc(size, alignment, false);
+  if (p != NULL && heap != NULL) large_track(heap, p);
+  return p;
 }
 
-void *aligned_alloc_impl(size_t alignment, size_t size) {
+void *aligned_alloc_impl(size_t alignment, size_t size) { return aligned_alloc_in(NULL, alignment, size); }
+
+void *aligned_alloc_in(gl_heap_t *heap, size_t alignment, size_t size) {
   annotate_quiet_begin();
-  void *p = aligned_alloc_plain(alignment, size);
+  void *p = aligned_alloc_plain(heap, alignment, size);
   annotate_quiet_end();
   annotate_alloc(p, size, false);
   return p;

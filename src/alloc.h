@@ -39,7 +39,11 @@ GL_HIDDEN void *alloc_block_start(gl_page_t *page, const void *p);
 /* ---- aligned.c, realloc.c ---- */
 /* alignment: a power of two. */
 GL_HIDDEN void *aligned_alloc_impl(size_t alignment, size_t size);
+/* The same from a first-class heap (NULL: the thread's). */
+GL_HIDDEN void *aligned_alloc_in(gl_heap_t *heap, size_t alignment, size_t size);
 GL_HIDDEN void *realloc_impl(void *p, size_t size);
+/* The same, a moved block coming from a first-class heap (NULL: the thread's). */
+GL_HIDDEN void *realloc_in(gl_heap_t *heap, void *p, size_t size);
 
 /* memalign's tag in the first word of a block handed out at an interior aligned
  * address: that address, keyed so that stale data does not match by accident. */
@@ -146,6 +150,19 @@ GL_INLINE void alloc_free_fast(void *p) {
     return;
   }
   alloc_free_plain(p);
+}
+
+/* A block from a first-class heap (heap.h), described to memcheck like the rest. */
+GL_INLINE void *alloc_heap_block(gl_heap_t *heap, size_t size, bool zero) {
+  if (size > GL_MAX_ALLOC) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  annotate_quiet_begin();
+  void *p = heap_first_class_alloc(heap, size, zero);
+  annotate_quiet_end();
+  annotate_alloc(p, size, zero);
+  return p;
 }
 
 #endif /* GALLEON_ALLOC_H */

@@ -86,15 +86,22 @@ void *galleon_pvalloc(size_t size) {
 
 size_t galleon_malloc_usable_size(const void *ptr) { return alloc_usable_size(ptr); }
 
-void galleon_collect(void) { heap_trim_all(); }
+void galleon_collect(void) { heap_trim_all(0); }
 
+/* malloc_trim(pad): the free memory that this call can return (mallinfo2's
+ * keepcost: the caller's heap, exited threads' heaps, the segment cache) stays
+ * resident when it is at most `pad` bytes; otherwise all of it is returned.  1 when
+ * memory went back to the OS. */
 int galleon_malloc_trim(size_t pad) {
+  heap_process_init();
   size_t before = gl_counter_get(&gl_counters.purged_bytes) + gl_counter_get(&gl_counters.munmap_calls);
-  galleon_collect();
+  heap_trim_all(pad);
   size_t after = gl_counter_get(&gl_counters.purged_bytes) + gl_counter_get(&gl_counters.munmap_calls);
   return after != before;
 }
 
+/* glibc's parameters; galleon.h says what each does here.  1 for every parameter
+ * glibc knows, 0 for an unknown one. */
 int galleon_mallopt(int param, int value) {
   heap_process_init();
   switch (param) {
@@ -102,15 +109,15 @@ int galleon_mallopt(int param, int value) {
       /* glibc takes the value as unsigned: -1 means "never trim early". */
       galleon_option_set("retain_bytes", value < 0 ? LONG_MAX : value);
       return 1;
-    case GL_M_MXFAST:
-    case GL_M_TOP_PAD:
-    case GL_M_MMAP_THRESHOLD:
-    case GL_M_MMAP_MAX:
-    case GL_M_CHECK_ACTION:
-    case GL_M_PERTURB:
-    case GL_M_ARENA_TEST:
+    case GL_M_MXFAST:         /* no fastbins: every size class has a fast path */
+    case GL_M_TOP_PAD:        /* no sbrk heap to pad */
+    case GL_M_MMAP_THRESHOLD: /* blocks over 128 KiB always get a segment of their own */
+    case GL_M_MMAP_MAX:       /* large blocks have no count limit */
+    case GL_M_CHECK_ACTION:   /* a bad free always reports one line and aborts */
+    case GL_M_PERTURB:        /* no filling: it would cost the fast paths */
+    case GL_M_ARENA_TEST:     /* one heap per thread, never shared: no arena limit */
     case GL_M_ARENA_MAX:
-      return 1; /* glibc tuning that has no counterpart here: accepted, no effect */
+      return 1; /* accepted, no effect */
     default:
       return 0;
   }

@@ -39,6 +39,8 @@ static void heap_thread_done(void *value);
 static void direct_ranges_init(void);
 static void heap_fork_child(void);
 static bool heap_purger_sweep(uint64_t now);
+static uint64_t next_key(gl_heap_t *heap);
+static gl_heap_t *heaps_destroyed; /* under registry_lock: reused by heap_first_class_new */
 
 gl_heap_t *heap_registry_first(void) { return atomic_load_explicit(&heaps_all, memory_order_acquire); }
 
@@ -248,14 +250,30 @@ static size_t heap_sweep_abandoned(bool all) {
 }
 
 /* The purger's hook: more to do while sweeping still retires pages. */
+/* Destroyed first-class heaps nobody took back within purge_idle_ms give their
+ * pages back; returns whether some still hold pages. */
+static bool heap_sweep_destroyed(uint64_t now) {
+  if (__atomic_load_n(&heaps_destroyed, __ATOMIC_RELAXED) == NULL || pthread_mutex_trylock(&registry_lock) != 0)
+    return __atomic_load_n(&heaps_destroyed, __ATOMIC_RELAXED) != NULL;
+  bool holding = false;
+  for (gl_heap_t *h = heaps_destroyed; h; h = h->abandoned_next) {
+    if (h->kept_bytes == 0) continue;
+    if (now >= h->next_sweep_ms) heap_sweep(h, true);
+    else holding = true;
+  }
+  pthread_mutex_unlock(&registry_lock);
+  return holding;
+}
+
 static bool heap_purger_sweep(uint64_t now) {
+  bool more = heap_sweep_destroyed(now);
   if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0 ||
       now < atomic_load_explicit(&abandoned_next_sweep_ms, memory_order_relaxed))
-    return false;
+    return more;
   annotate_quiet_begin(); /* it reads the lists in free blocks */
   bool progress = heap_sweep_abandoned(false) != 0;
   annotate_quiet_end();
-  return progress;
+  return progress || more;
 }
 
 /* Slow-path housekeeping: notifications, the purge rules, periodic sweeps.  The
@@ -271,12 +289,29 @@ static void heap_maintain(gl_heap_t *heap) {
     heap_sweep_abandoned(false);
 }
 
-void heap_trim_all(void) {
+/* Retires every empty page (kept ones too) and purges the heap's dirty memory down
+ * to `keep` bytes; returns the bytes it kept. */
+static size_t heap_trim(gl_heap_t *heap, size_t keep) {
+  heap_sweep(heap, false);
+  for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
+    for (gl_page_t *page = queue_first(heap, cls), *next; page; page = next) {
+      next = list_page(page->link.next);
+      if (page->used == 0) heap_page_retire(heap, page);
+    }
+  }
+  return purge_heap_keep(&heap->purge, keep);
+}
+
+void heap_trim_all(size_t keep) {
   heap_process_init();
   gl_heap_t *heap = gl_tls_heap;
-  if (heap != &gl_heap_empty) heap_sweep(heap, true);
-  heap_sweep_abandoned(true);
-  purge_cache_all();
+  if (heap != &gl_heap_empty) keep -= heap_trim(heap, keep);
+  pthread_mutex_lock(&registry_lock);
+  for (gl_heap_t *h = heaps_abandoned; h; h = h->abandoned_next) keep -= heap_trim(h, keep);
+  for (gl_heap_t *h = heaps_destroyed; h; h = h->abandoned_next) keep -= heap_trim(h, keep);
+  atomic_store_explicit(&abandoned_next_sweep_ms, os_clock_ms() + abandoned_interval_ms(), memory_order_relaxed);
+  pthread_mutex_unlock(&registry_lock);
+  purge_cache_keep(keep);
 }
 
 /* ---- The slow path of malloc ---- */
@@ -476,6 +511,90 @@ static void *heap_malloc_after_exit(size_t size, bool zero) {
   return p;
 }
 
+/* ---- First-class heaps ---- */
+
+gl_heap_t *heap_first_class_new(void) {
+  heap_process_init();
+  pthread_mutex_lock(&registry_lock);
+  gl_heap_t *heap = heaps_destroyed;
+  if (heap != NULL) heaps_destroyed = heap->abandoned_next;
+  else heap = heap_new_locked();
+  if (heap != NULL) {
+    heap->abandoned_next = NULL;
+    heap->first_class = 1;
+    atomic_store_explicit(&heap->state, GL_HEAP_ACTIVE, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&registry_lock);
+  return heap;
+}
+
+bool heap_is_first_class(const gl_heap_t *heap) {
+  return heap != NULL && heap->first_class &&
+         atomic_load_explicit(&heap->state, memory_order_relaxed) == GL_HEAP_ACTIVE;
+}
+
+void *heap_first_class_alloc(gl_heap_t *heap, size_t size, bool zero) {
+  if (size <= GL_MEDIUM_MAX) return heap_alloc_from(heap, size, zero);
+  void *p = large_alloc(size, 0, zero);
+  if (p != NULL) large_track(heap, p);
+  return p;
+}
+
+/* Every block goes at once: each page is reset in place -- empty, nothing carved, a
+ * new key (so a stale free of an old block is caught) -- and kept in its class
+ * queue, and every large block is freed.  The next galleon_heap_new takes this heap
+ * back with its pages ready: a server that destroys a heap per request neither
+ * re-initialises pages through the segment layer nor faults memory in.  A destroyed
+ * heap nobody takes back within purge_idle_ms is swept by the purger, which
+ * returns its pages (heap_purger_sweep). */
+void heap_first_class_destroy(gl_heap_t *heap) {
+  heap_process_notified(heap);
+  for (gl_page_t *page; (page = list_page(heap->full.first)) != NULL;) heap_page_unfull(heap, page);
+  for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
+    for (gl_page_t *page = queue_first(heap, cls); page; page = list_page(page->link.next)) {
+      page->used = 0;
+      page->free = page->local_free = NULL;
+      atomic_store_explicit(&page->thread_free, GL_TF_NORMAL, memory_order_relaxed);
+      __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
+      __atomic_store_n(&page->carved_limit, 0, __ATOMIC_RELAXED);
+      page->has_aligned = 0;
+      page->free_is_zero = 0;
+      page->mem_is_zero = 0;
+      page->key = (uintptr_t)next_key(heap);
+      if (!page->kept_empty) {
+        page->kept_empty = 1;
+        heap->kept_bytes += segment_page_area(page);
+      }
+    }
+  }
+  large_untrack_all(heap, true);
+  gl_validate(heap_is_valid(heap));
+  pthread_mutex_lock(&registry_lock);
+  heap->first_class = 0;
+  heap->next_sweep_ms = os_clock_ms() + (uint64_t)option(&gl_options.purge_idle_ms);
+  atomic_store_explicit(&heap->state, GL_HEAP_DESTROYED, memory_order_relaxed);
+  heap->abandoned_next = heaps_destroyed;
+  heaps_destroyed = heap;
+  size_t kept = heap->kept_bytes;
+  pthread_mutex_unlock(&registry_lock);
+  purge_notify_pending(kept);
+}
+
+/* The live blocks stay valid: the heap becomes an abandoned one, adopted by the
+ * next new thread and swept meanwhile; its large blocks become ordinary ones. */
+void heap_first_class_delete(gl_heap_t *heap) {
+  heap_sweep(heap, false);
+  large_untrack_all(heap, false);
+  pthread_mutex_lock(&registry_lock);
+  heap->first_class = 0;
+  atomic_store_explicit(&heap->state, GL_HEAP_ABANDONED, memory_order_relaxed);
+  heap->abandoned_next = heaps_abandoned;
+  heaps_abandoned = heap;
+  atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+  gl_counter_add(&gl_counters.heaps_abandoned, 1);
+  pthread_mutex_unlock(&registry_lock);
+}
+
 /* ---- fork ----
  * fork() holds no Galleon lock: a prepare handler that took the heap locks would
  * hold them while glibc's fork waits for the stdio list lock, and a thread in
@@ -505,6 +624,7 @@ static void heap_fork_child(void) {
      * rest of the pool chunk.  The list of all heaps is append-only and published
      * with one release store, so it is whole. */
     heaps_abandoned = NULL;
+    heaps_destroyed = NULL;
     atomic_store_explicit(&abandoned_count, 0, memory_order_relaxed);
     heap_pool_next = heap_pool_end = NULL;
   }

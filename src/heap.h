@@ -39,9 +39,20 @@ GL_HIDDEN void heap_block_freed_last(void *p);
 /* A page on the full list got a block back from its owner. */
 GL_HIDDEN void heap_page_unfull(gl_heap_t *heap, gl_page_t *page);
 
-/* malloc_trim(0): everything the calling thread's heap, abandoned heaps and the
- * segment cache hold free goes back to the OS. */
-GL_HIDDEN void heap_trim_all(void);
+/* malloc_trim(keep): the free memory of the calling thread's heap, of abandoned and
+ * destroyed heaps and of the segment cache goes back to the OS, but for `keep`
+ * bytes (0: all of it, and cached segments are unmapped). */
+GL_HIDDEN void heap_trim_all(size_t keep);
+
+/* First-class heaps (galleon_heap_new): used by one thread at a time, their blocks
+ * freed with plain free() from any thread (always a remote free).  destroy releases
+ * every block at once; delete hands the live blocks over (the heap joins the
+ * abandoned heaps, which new threads adopt and sweepers keep returning). */
+GL_HIDDEN gl_heap_t *heap_first_class_new(void);
+GL_HIDDEN void *heap_first_class_alloc(gl_heap_t *heap, size_t size, bool zero);
+GL_HIDDEN void heap_first_class_destroy(gl_heap_t *heap);
+GL_HIDDEN void heap_first_class_delete(gl_heap_t *heap);
+GL_HIDDEN bool heap_is_first_class(const gl_heap_t *heap);
 
 /* Every heap ever made, for statistics (lost heaps excluded by heap_is_lost). */
 GL_HIDDEN gl_heap_t *heap_registry_first(void);

@@ -20,16 +20,51 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   uint8_t *block = (uint8_t *)seg + seg->large_offset;
   if (zero && !is_zero) memset(block, 0, size);
   if (GL_VALGRIND && seg->large_usable > size) annotate_noaccess(block + size, seg->large_usable - size);
-  gl_counter_add(&gl_counters.large_blocks, 1);
-  gl_counter_add(&gl_counters.large_bytes, seg->mapped_size);
+  gl_counter_add_peak(&gl_counters.large_blocks, 1, &gl_counters.large_blocks_peak);
+  gl_counter_add_peak(&gl_counters.large_bytes, seg->mapped_size, &gl_counters.large_bytes_peak);
   gl_counter_add(&gl_counters.large_in_use_bytes, seg->large_usable);
   purge_large_allocated();
   return block;
 }
 
+/* A first-class heap's large segments are on its large_blocks list (through
+ * seg->link, which only the segment cache uses otherwise), under its segs.lock. */
+void large_track(struct gl_heap_s *heap, void *block) {
+  gl_segment_t *seg = segment_find(block);
+  pthread_mutex_lock(&heap->segs.lock);
+  seg->heap = heap;
+  gl_list_push_back(&heap->large_blocks, &seg->link);
+  pthread_mutex_unlock(&heap->segs.lock);
+}
+
+static void large_untrack(gl_segment_t *seg) {
+  struct gl_heap_s *heap = seg->heap;
+  if (heap == NULL) return;
+  pthread_mutex_lock(&heap->segs.lock);
+  gl_list_remove(&heap->large_blocks, &seg->link);
+  seg->heap = NULL;
+  pthread_mutex_unlock(&heap->segs.lock);
+}
+
+void large_untrack_all(struct gl_heap_s *heap, bool free_them) {
+  for (;;) {
+    pthread_mutex_lock(&heap->segs.lock);
+    gl_link_t *first = heap->large_blocks.first;
+    gl_segment_t *seg = first ? gl_container_of(first, gl_segment_t, link) : NULL;
+    if (seg) {
+      gl_list_remove(&heap->large_blocks, first);
+      seg->heap = NULL;
+    }
+    pthread_mutex_unlock(&heap->segs.lock);
+    if (seg == NULL) return;
+    if (free_them) large_free(seg, (uint8_t *)seg + seg->large_offset);
+  }
+}
+
 void large_free(gl_segment_t *seg, void *p) {
   gl_assert((uint8_t *)p == (uint8_t *)seg + seg->large_offset);
   if (segment_is_cached(seg)) gl_fatal("double free of", p, NULL, NULL);
+  large_untrack(seg);
   gl_counter_sub(&gl_counters.large_blocks, 1);
   gl_counter_sub(&gl_counters.large_bytes, seg->mapped_size);
   gl_counter_sub(&gl_counters.large_in_use_bytes, seg->large_usable);
@@ -42,11 +77,24 @@ static void large_counters_resized(gl_segment_t *seg, size_t old_mapped, size_t 
   gl_counter_sub(&gl_counters.large_bytes, old_mapped);
   gl_counter_sub(&gl_counters.large_in_use_bytes, old_usable);
   seg->large_usable = seg->mapped_size - seg->large_offset;
-  gl_counter_add(&gl_counters.large_bytes, seg->mapped_size);
+  gl_counter_add_peak(&gl_counters.large_bytes, seg->mapped_size, &gl_counters.large_bytes_peak);
   gl_counter_add(&gl_counters.large_in_use_bytes, seg->large_usable);
 }
 
+static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size);
+
+/* mremap may move the header, and with it the list links: a tracked segment leaves
+ * its heap's list while it is resized. */
 void *large_resize(gl_segment_t *seg, void *p, size_t size) {
+  struct gl_heap_s *heap = seg->heap;
+  if (heap == NULL) return large_resize_untracked(seg, p, size);
+  large_untrack(seg);
+  void *q = large_resize_untracked(seg, p, size);
+  large_track(heap, q != NULL ? q : p);
+  return q;
+}
+
+static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size) {
   size_t page = os_page_size();
   size_t needed = gl_align_up(seg->large_offset + size, page);
   size_t mapped = seg->mapped_size, usable = seg->large_usable;

@@ -17,6 +17,9 @@ GL_HIDDEN void *large_alloc(size_t size, size_t alignment, bool zero);
 /* p is the block of seg (alloc_check_block said so).  A cached segment holds no
  * block: that is a double free. */
 GL_HIDDEN void large_free(gl_segment_t *seg, void *p);
+/* First-class heaps own their large blocks (heap.c): track, and stop tracking. */
+GL_HIDDEN void large_track(struct gl_heap_s *heap, void *block);
+GL_HIDDEN void large_untrack_all(struct gl_heap_s *heap, bool free_them);
 /* Resizes the block in place or by moving its pages: the block's new address, or
  * NULL when that cannot be done (the block is untouched; the caller copies). */
 GL_HIDDEN void *large_resize(gl_segment_t *seg, void *p, size_t size);

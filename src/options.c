@@ -1,9 +1,11 @@
 /* options.c: the one table of options.
  *
- * Each option is read once, at process start, from GALLEON_<NAME> (upper case) in
- * the environment, without allocating; galleon_option_set() and mallopt() change
- * them later.  Values are integers with an optional k/m/g suffix, or yes/no/on/off,
- * or "json" (for stats_at_exit).
+ * Each option is read once, at process start, without allocating: first from
+ * GALLEON_OPTIONS, a comma-separated list of name:value (or name=value) items, then
+ * from GALLEON_<NAME> (upper case), which wins over the list.  galleon_option_set()
+ * and mallopt() change them later.  Values are integers with an optional k/m/g
+ * suffix, or yes/no/on/off/true/false, or "json" (for stats_at_exit).  Each unknown
+ * name or unparsable value costs one warning line on stderr and is ignored.
  */
 #include <string.h>
 
@@ -88,7 +90,59 @@ static void option_store(const option_desc_t *opt, long value) {
   __atomic_store_n(opt->value, value, __ATOMIC_RELAXED);
 }
 
+/* One warning line about an item of GALLEON_OPTIONS: "<what><item>". */
+static void options_list_warning(const char *what, const char *item) {
+  char line[160];
+  size_t n = gl_fmt_str(line, 0, sizeof line, what);
+  n = gl_fmt_str(line, n, sizeof line, item);
+  line[n] = '\0';
+  gl_message("galleon: warning: GALLEON_OPTIONS: ", line, 0);
+}
+
+/* GALLEON_OPTIONS="name:value,name:value": each item is copied into a buffer on the
+ * stack, split at its first ':' or '=', looked up and stored.  Empty items (a
+ * trailing comma) are skipped. */
+static void options_parse_list(const char *list) {
+  const char *c = list;
+  while (*c != '\0') {
+    char item[96];
+    size_t len = 0;
+    bool too_long = false;
+    for (; *c != '\0' && *c != ','; c++) {
+      if (len + 1 < sizeof item) item[len++] = *c;
+      else too_long = true;
+    }
+    if (*c == ',') c++;
+    item[len] = '\0';
+    if (len == 0) continue;
+    if (too_long) {
+      options_list_warning("ignoring an item too long: ", item);
+      continue;
+    }
+    char *sep = item;
+    while (*sep != '\0' && *sep != ':' && *sep != '=') sep++;
+    if (*sep == '\0') {
+      options_list_warning("ignoring an item without a value (name:value): ", item);
+      continue;
+    }
+    char sep_char = *sep;
+    *sep = '\0';
+    const option_desc_t *opt = option_find(item);
+    long value;
+    if (opt == NULL) {
+      options_list_warning("ignoring unknown option ", item);
+    } else if (!parse_value(sep + 1, &value)) {
+      *sep = sep_char;
+      options_list_warning("ignoring unparsable ", item);
+    } else {
+      option_store(opt, value);
+    }
+  }
+}
+
 void options_init(void) {
+  const char *list = os_getenv("GALLEON_OPTIONS");
+  if (list != NULL) options_parse_list(list);
   for (size_t i = 0; i < OPTION_COUNT; i++) {
     const char *text = os_getenv(option_table[i].env);
     if (text == NULL || *text == '\0') continue;

@@ -1,6 +1,7 @@
-/* options.h: the option table (layer 2).  Read once at process start from the
- * GALLEON_<NAME> environment variables (options.c), changed at run time by
- * galleon_option_set() and mallopt().  Readers load them relaxed. */
+/* options.h: the option table (layer 2).  Read once at process start from
+ * GALLEON_OPTIONS ("name:value,...") and the GALLEON_<NAME> environment variables,
+ * which win (options.c); changed at run time by galleon_option_set() and mallopt().
+ * Readers load them relaxed. */
 #ifndef GALLEON_OPTIONS_H
 #define GALLEON_OPTIONS_H
 

@@ -53,20 +53,7 @@ GL_EXPORT struct mallinfo mallinfo(void) {
   return m;
 }
 
-GL_EXPORT int malloc_info(int options, FILE *stream) {
-  if (options != 0 || stream == NULL) return -1;
-  galleon_stats_t s;
-  galleon_stats_get(&s);
-  fprintf(stream,
-          "<malloc version=\"galleon-%s\">\n"
-          "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n"
-          "<system type=\"current\" size=\"%zu\"/>\n"
-          "<system type=\"max\" size=\"%zu\"/>\n"
-          "<aspace type=\"total\" size=\"%zu\"/>\n"
-          "</malloc>\n",
-          GALLEON_VERSION_STRING, s.large_blocks, s.mapped, s.committed, s.mapped_peak, s.mapped);
-  return 0;
-}
+GL_EXPORT int malloc_info(int options, FILE *stream) { return galleon_malloc_info(options, stream); }
 
 /* Entry points glibc exports under internal names; some programs and libraries
  * call them directly. */

@@ -210,6 +210,7 @@ static void pressure_update(uint64_t now) {
 /* ---- The purger's wake-up (defined below) ---- */
 
 static void purge_notify(size_t dirty_bytes);
+void purge_notify_pending(size_t bytes) { purge_notify(bytes); }
 
 /* ---- A heap's queue of dirty pages (segs->lock held) ---- */
 
@@ -305,6 +306,14 @@ void purge_heap_all(gl_purge_queue_t *q) {
   pthread_mutex_unlock(&q->segs->lock);
 }
 
+size_t purge_heap_keep(gl_purge_queue_t *q, size_t keep) {
+  pthread_mutex_lock(&q->segs->lock);
+  queue_purge(q, os_clock_ms(), keep, true);
+  size_t left = q->dirty_bytes;
+  pthread_mutex_unlock(&q->segs->lock);
+  return left;
+}
+
 bool purge_queue_is_valid(gl_purge_queue_t *q) {
   size_t bytes = 0;
   uint64_t last_due = 0;
@@ -368,10 +377,12 @@ void purge_large_freed(void) {
   purge_notify(segment_cache_resident_bytes());
 }
 
-void purge_cache_all(void) {
+void purge_cache_all(void) { purge_cache_keep(0); }
+
+void purge_cache_keep(size_t keep) {
   pthread_mutex_lock(&cache_policy_lock);
-  segment_cache_purge(0, UINT64_MAX, decommit());
-  segment_cache_unmap(UINT64_MAX);
+  segment_cache_purge(keep, UINT64_MAX, decommit());
+  if (keep == 0) segment_cache_unmap(UINT64_MAX);
   pthread_mutex_unlock(&cache_policy_lock);
 }
 

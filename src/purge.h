@@ -44,6 +44,9 @@ GL_HIDDEN void purge_page_free(gl_purge_queue_t *q, gl_page_t *page);
 GL_HIDDEN void purge_heap_tick(gl_purge_queue_t *q, uint64_t now);
 /* Purges all dirty pages of the queue now. */
 GL_HIDDEN void purge_heap_all(gl_purge_queue_t *q);
+/* Purges the oldest dirty pages now until at most `keep` bytes are left; returns
+ * the dirty bytes left (malloc_trim's pad). */
+GL_HIDDEN size_t purge_heap_keep(gl_purge_queue_t *q, size_t keep);
 /* Debug validator: the queue lists exactly the dirty pages and their bytes. */
 GL_HIDDEN bool purge_queue_is_valid(gl_purge_queue_t *q);
 
@@ -54,6 +57,9 @@ GL_HIDDEN void purge_large_allocated(void);
 GL_HIDDEN void purge_large_freed(void);
 /* Purges and unmaps every cached segment now. */
 GL_HIDDEN void purge_cache_all(void);
+/* Purges cached segments now, oldest first, until at most `keep` bytes stay
+ * resident (keep 0: all purged and unmapped). */
+GL_HIDDEN void purge_cache_keep(size_t keep);
 
 /* ---- The purger thread ---- */
 
@@ -61,6 +67,9 @@ GL_HIDDEN void purge_cache_all(void);
  * returns whether it has more to do later. */
 typedef bool (*purge_collect_fn)(uint64_t now);
 GL_HIDDEN void purge_set_collector(purge_collect_fn collect);
+/* Memory the collector will have to look at is waiting (bytes): starts the purger
+ * when enough is, ends its sleep without deadline. */
+GL_HIDDEN void purge_notify_pending(size_t bytes);
 /* How many times memory pressure (cgroup limit or stalls) turned on. */
 GL_HIDDEN size_t purge_pressure_events(void);
 /* In a fork child: the purger does not exist there; the child starts its own. */

@@ -7,18 +7,25 @@
 #include "alloc.h"
 #include "check.h"
 
-static void *realloc_checked(void *p, size_t size);
+static void *realloc_checked(gl_heap_t *heap, void *p, size_t size);
+
+/* A new block from the thread's heap, or from a first-class heap. */
+static void *realloc_new_block(gl_heap_t *heap, size_t size) {
+  return heap == NULL ? alloc_malloc_fast(size) : alloc_heap_block(heap, size, false);
+}
+
+void *realloc_impl(void *p, size_t size) { return realloc_in(NULL, p, size); }
 
 /* In GALLEON_VALGRIND builds a block always moves: memcheck then knows every size. */
-void *realloc_impl(void *p, size_t size) {
-  if (p == NULL) return alloc_malloc_fast(size);
+void *realloc_in(gl_heap_t *heap, void *p, size_t size) {
+  if (p == NULL) return realloc_new_block(heap, size);
   annotate_quiet_begin();
-  void *q = realloc_checked(p, size);
+  void *q = realloc_checked(heap, p, size);
   annotate_quiet_end();
   return q;
 }
 
-static void *realloc_checked(void *p, size_t size) {
+static void *realloc_checked(gl_heap_t *heap, void *p, size_t size) {
   /* Validated first: a bad or freed pointer is reported even when the size is bad,
    * and before anything is copied. */
   void *start;
@@ -37,7 +44,7 @@ static void *realloc_checked(void *p, size_t size) {
     usable = page->block_size - (size_t)((uint8_t *)p - (uint8_t *)start);
     if (!GL_VALGRIND && size <= usable && size >= usable / 2) return p;
   }
-  void *fresh = alloc_malloc_fast(size);
+  void *fresh = realloc_new_block(heap, size);
   if (fresh == NULL) return NULL;
   memcpy(fresh, p, size < usable ? size : usable);
   alloc_free_fast(p);

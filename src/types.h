@@ -209,7 +209,8 @@ typedef struct gl_segment_s {
   uint64_t free_mask;  /* bit i: page i unused */
   uint64_t dirty_mask; /* bit i: page i unused and resident */
   size_t mapped_size;  /* bytes mapped at this address */
-  struct gl_heap_s *heap;  /* owner of a small or medium segment */
+  struct gl_heap_s *heap;  /* owner of a small or medium segment; of a large one only
+                              when a first-class heap allocated it */
   gl_link_t link;          /* its set's segment list, or the segment cache */
   gl_link_t avail_link;    /* its set's list of segments with an unused page */
   uint64_t cached_at;      /* ms */
@@ -261,6 +262,7 @@ typedef enum {
   GL_HEAP_ACTIVE = 1,    /* a thread owns it */
   GL_HEAP_ABANDONED = 2, /* its thread exited: on the abandoned list */
   GL_HEAP_LOST = 3,      /* a fork child found it mid-change: never touched again */
+  GL_HEAP_DESTROYED = 4, /* a first-class heap destroyed: kept for reuse by the next one */
 } gl_heap_state_t;
 
 typedef struct gl_heap_s {
@@ -274,6 +276,8 @@ typedef struct gl_heap_s {
   uint64_t rng;                       /* page keys */
   uint64_t next_sweep_ms;             /* next sweep of remote frees and empty pages */
   uint32_t slow_calls;
+  uint8_t first_class;                /* made by galleon_heap_new, not a thread's */
+  gl_list_t large_blocks;             /* first-class: its large segments (under segs.lock) */
   _Atomic(int) state;                 /* gl_heap_state_t */
   struct gl_heap_s *all_next;         /* every heap ever made (never freed) */
   struct gl_heap_s *abandoned_next;   /* abandoned list */
@@ -284,6 +288,7 @@ typedef struct gl_counters_s {
   _Atomic(size_t) mapped, mapped_peak;
   _Atomic(size_t) purges, purged_bytes, mmap_calls, munmap_calls;
   _Atomic(size_t) large_blocks, large_bytes, large_in_use_bytes;
+  _Atomic(size_t) large_blocks_peak, large_bytes_peak; /* most ever alive at once */
   _Atomic(size_t) segments, segments_cached, heaps, heaps_abandoned;
 } gl_counters_t;
 extern GL_HIDDEN gl_counters_t gl_counters;
@@ -296,6 +301,14 @@ GL_INLINE void gl_counter_sub(_Atomic(size_t) *c, size_t n) {
 }
 GL_INLINE size_t gl_counter_get(_Atomic(size_t) *c) {
   return atomic_load_explicit(c, memory_order_relaxed);
+}
+/* Adds n to c and raises *peak to the new value if that is higher. */
+GL_INLINE void gl_counter_add_peak(_Atomic(size_t) *c, size_t n, _Atomic(size_t) *peak) {
+  size_t now = atomic_fetch_add_explicit(c, n, memory_order_relaxed) + n;
+  size_t old = atomic_load_explicit(peak, memory_order_relaxed);
+  while (now > old && !atomic_compare_exchange_weak_explicit(peak, &old, now, memory_order_relaxed,
+                                                             memory_order_relaxed)) {
+  }
 }
 
 GL_INLINE size_t gl_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }

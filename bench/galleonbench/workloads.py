@@ -105,6 +105,9 @@ TABLE = [
          metric="wall_s", launches=(3, 10),
          desc="short-lived 4-thread process (~0.2 s) launched several times per run: start-up, "
               "first touch, hand-offs"),
+    dict(name="arena", kind="c", prog="arena", quick=[2000, 1], full=[40000, 1],
+         desc="request-scoped objects (400 per request): Galleon destroys a galleon_heap per "
+              "request, the others malloc/free each object"),
     dict(name="realloc", kind="c", prog="realloc", quick=[400000, 1], full=[20000000, 1],
          desc="realloc growth: string appends and vector doubling"),
     dict(name="aligned", kind="c", prog="aligned", quick=[60000, T], full=[4000000, T],

@@ -1,9 +1,15 @@
 #!/bin/bash
 # real_programs.sh CASE LIBGALLEON WORKDIR
 # Runs a real Debian program twice, without and with LD_PRELOAD=LIBGALLEON, and
-# requires the same stdout and exit status.  Exits 77 (CTest: skipped) when the
-# program is not installed.
+# requires the same stdout and exit status.
 #   CASE: python | python_malloc | sqlite | perl | gcc | coreutils | preload_active
+# A program the case needs that is not installed fails the test in CI (CI=true, as
+# CI services set it, or GALLEON_REQUIRE_PROGRAMS=1: .ci/run installs them all) and
+# skips it elsewhere (exit 77, CTest: skipped), for a developer without it.
+# What each case needs (Debian package): python3 (python3), sqlite3 (sqlite3),
+# perl (perl), gcc (gcc), nm and objdump (binutils), awk (mawk), sort, ls, md5sum,
+# env, date, wc, head, tail (coreutils), cmp and diff (diffutils), /usr/include
+# (libc6-dev).
 set -u
 case_name=$1
 lib=$2
@@ -14,14 +20,32 @@ cd "$work" || exit 1
 
 [ -f "$lib" ] || { echo "no library at $lib"; exit 1; }
 
+required() {
+  [ "${GALLEON_REQUIRE_PROGRAMS:-0}" = 1 ] && return 0
+  case "${CI:-}" in
+    true | TRUE | True | 1 | yes) return 0 ;;
+  esac
+  return 1
+}
+
+# need PROGRAM...: each must be installed (a name on PATH, or a path: an executable
+# or a directory).
 need() {
+  local p
   for p in "$@"; do
     if ! command -v "$p" >/dev/null 2>&1 && [ ! -x "$p" ]; then
-      echo "SKIP: $p is not installed"
+      if required; then
+        echo "FAIL: $p is not installed, and CI=${CI:-} GALLEON_REQUIRE_PROGRAMS=${GALLEON_REQUIRE_PROGRAMS:-} require it (.ci/run installs it)"
+        exit 1
+      fi
+      echo "SKIP: $p is not installed (CI=true or GALLEON_REQUIRE_PROGRAMS=1 make this a failure)"
       exit 77
     fi
   done
 }
+
+# Every case compares outputs with these.
+need awk cmp diff date wc head
 
 # compare NAME CMD...: run CMD without and with the preload; stdout and status must
 # match; stdout must not be empty.
@@ -143,7 +167,7 @@ case "$case_name" in
       my $big = "x" x 5_000_000; $big =~ s/x{1000}/y/g; print length($big), "\n";'
     ;;
   gcc)
-    need gcc nm objdump
+    need gcc nm objdump md5sum tail
     # 1200 functions (3000 take over 20 s per compile on a 2-core machine).
     awk -v N=1200 'BEGIN {
       print "struct s { int a[16]; double d; const char *name; };";
@@ -157,7 +181,7 @@ case "$case_name" in
     compare gcc_build sh -c 'gcc -O2 -c big.c -o big.o && nm big.o && objdump -d --no-show-raw-insn big.o | tail -n +4 | md5sum'
     ;;
   coreutils)
-    need sort ls awk
+    need sort ls awk env /usr/include
     awk 'BEGIN { for (i = 0; i < 300000; i++) printf "%08d line %d %s\n", (i * 7919) % 1000003, i, substr("zyxwvutsrqponmlkjihgfedcba", 1 + i % 26); }' >lines.txt
     compare sort env LC_ALL=C sort -k3,3 -k1,1n lines.txt
     compare sort_unique env LC_ALL=C sort -u -r lines.txt
