@@ -458,11 +458,14 @@ gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size) {
   if (new_size > old_size && !os_resize_in_place(seg, old_size, new_size)) {
     void *target = segment_os_map(new_size, GL_SEGMENT_SIZE, true);
     if (target == NULL) return NULL;
+    /* The map forgets the old range before the move frees it: another thread may
+     * map a segment there the moment it is free. */
+    segment_map_set(seg, old_size, GL_SEGMAP_NONE);
     if (!os_move(seg, old_size, new_size, target)) {
+      segment_map_set(seg, old_size, value);
       os_unmap(target, new_size);
       return NULL;
     }
-    segment_map_set(seg, old_size, GL_SEGMAP_NONE);
     seg = target;
   } else if (new_size < old_size) {
     segment_map_set(seg, old_size, GL_SEGMAP_NONE);
@@ -483,14 +486,16 @@ static gl_segment_t *segment_split(gl_segment_t *seg, size_t keep) {
   if (tail < ((size_t)1 << 20)) return segment_resize(seg, keep);
   void *target = segment_os_map(tail, GL_SEGMENT_SIZE, true);
   if (target == NULL) return segment_resize(seg, keep);
+  /* The map describes the shorter segment before the move frees the tail's range. */
+  uint8_t value = segment_map_get((uintptr_t)seg);
+  segment_map_set(seg, old_size, GL_SEGMAP_NONE);
+  segment_map_set(seg, keep, value);
   if (!os_move((uint8_t *)seg + keep, tail, tail, target)) {
+    segment_map_set(seg, old_size, value);
     os_unmap(target, tail);
     return segment_resize(seg, keep);
   }
-  uint8_t value = segment_map_get((uintptr_t)seg);
-  segment_map_set(seg, old_size, GL_SEGMAP_NONE);
   seg->mapped_size = keep;
-  segment_map_set(seg, keep, value);
   gl_segment_t *rest = target;
   memset(rest, 0, sizeof(gl_segment_t));
   rest->kind = GL_KIND_LARGE;
@@ -521,14 +526,17 @@ static gl_segment_t *segment_assemble(gl_segment_t **pieces, unsigned count, siz
     }
     uint8_t *from = (uint8_t *)piece + piece_size - take; /* whole, or the tail */
     uint8_t value = segment_map_get((uintptr_t)piece);
+    /* The map forgets the moved range before the move frees it (another thread
+     * may map there at once). */
+    segment_map_set(piece, piece_size, GL_SEGMAP_NONE);
+    if (take < piece_size) segment_map_set(piece, piece_size - take, value);
     if (!os_move(from, take, take, target + filled)) {
+      segment_map_set(piece, piece_size, value);
       segment_unmap(piece);
       continue;
     }
-    segment_map_set(piece, piece_size, GL_SEGMAP_NONE);
     if (take < piece_size) { /* the head stays a cached segment */
       piece->mapped_size = piece_size - take;
-      segment_map_set(piece, piece->mapped_size, value);
       cache_put(piece, true);
     } else {
       gl_counter_sub(&gl_counters.segments, 1);
