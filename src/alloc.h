@@ -152,17 +152,32 @@ GL_INLINE void alloc_free_fast(void *p) {
   alloc_free_plain(p);
 }
 
-/* A block from a first-class heap (heap.h), described to memcheck like the rest. */
-GL_INLINE void *alloc_heap_block(gl_heap_t *heap, size_t size, bool zero) {
+/* A block from a first-class heap (heap.h): the thread heaps' fast path with the
+ * heap passed in, large blocks tracked by the heap; described to memcheck like the
+ * rest. */
+GL_INLINE void *alloc_heap_block_plain(gl_heap_t *heap, size_t size, bool zero) {
+  if (gl_likely(size <= GL_DIRECT_MAX && !zero)) {
+    gl_page_t *page;
+    gl_block_t *block = alloc_direct_pop(heap, size, &page);
+    if (gl_likely(block != NULL)) return block;
+  }
+  if (size <= GL_MEDIUM_MAX) return heap_malloc_refill(size, heap, zero);
   if (size > GL_MAX_ALLOC) {
     errno = ENOMEM;
     return NULL;
   }
-  annotate_quiet_begin();
-  void *p = heap_first_class_alloc(heap, size, zero);
-  annotate_quiet_end();
-  annotate_alloc(p, size, zero);
-  return p;
+  return heap_first_class_alloc(heap, size, zero);
+}
+
+GL_INLINE void *alloc_heap_block(gl_heap_t *heap, size_t size, bool zero) {
+  if (GL_VALGRIND) {
+    annotate_quiet_begin();
+    void *p = alloc_heap_block_plain(heap, size, zero);
+    annotate_quiet_end();
+    annotate_alloc(p, size, zero);
+    return p;
+  }
+  return alloc_heap_block_plain(heap, size, zero);
 }
 
 #endif /* GALLEON_ALLOC_H */

@@ -540,9 +540,10 @@ void *heap_first_class_alloc(gl_heap_t *heap, size_t size, bool zero) {
   return p;
 }
 
-/* Every block goes at once: each page is reset in place -- empty, nothing carved, a
- * new key (so a stale free of an old block is caught) -- and kept in its class
- * queue, and every large block is freed.  The next galleon_heap_new takes this heap
+/* Every block goes at once: each page is reset in place -- every block it had
+ * carved back on its free list, in address order, under a new key (so a stale
+ * free of an old block is caught as a double free) -- and kept in its class queue,
+ * and every large block is freed.  The next galleon_heap_new takes this heap
  * back with its pages ready: a server that destroys a heap per request neither
  * re-initialises pages through the segment layer nor faults memory in.  A destroyed
  * heap nobody takes back within purge_idle_ms is swept by the purger, which
@@ -553,14 +554,12 @@ void heap_first_class_destroy(gl_heap_t *heap) {
   for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
     for (gl_page_t *page = queue_first(heap, cls); page; page = list_page(page->link.next)) {
       page->used = 0;
-      page->free = page->local_free = NULL;
+      page->local_free = NULL;
       atomic_store_explicit(&page->thread_free, GL_TF_NORMAL, memory_order_relaxed);
-      __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
-      __atomic_store_n(&page->carved_limit, 0, __ATOMIC_RELAXED);
       page->has_aligned = 0;
       page->free_is_zero = 0;
-      page->mem_is_zero = 0;
       page->key = (uintptr_t)next_key(heap);
+      page_relink(page);
       if (!page->kept_empty) {
         page->kept_empty = 1;
         heap->kept_bytes += segment_page_area(page);

@@ -12,9 +12,10 @@
 #include "alloc.h"
 #include "check.h"
 
+/* first_class is set while the heap is live (destroy and delete clear it). */
 static gl_heap_t *live_heap(galleon_heap_t *h, const char *what) {
   gl_heap_t *heap = (gl_heap_t *)h;
-  if (gl_unlikely(!heap_is_first_class(heap))) gl_fatal(what, h, ": not a live galleon heap", NULL);
+  if (gl_unlikely(heap == NULL || !heap->first_class)) gl_fatal(what, h, ": not a live galleon heap", NULL);
   return heap;
 }
 

@@ -36,8 +36,12 @@ bool page_extend(gl_page_t *page) {
   if (page->capacity >= page->reserved) return false;
   gl_assert(page->free == NULL);
   size_t bs = page->block_size;
+  /* About 4 KiB at a time (memory becomes resident as it is carved), 4 to 64
+   * blocks: a page reset by galleon_heap_destroy is carved again for each request,
+   * and carving far more tiny blocks than a request uses costs more than it saves. */
   uint32_t n = (uint32_t)(4096 / bs);
   if (n < 4) n = 4;
+  if (n > 64) n = 64;
   if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
   uint8_t *first = page->start + (size_t)page->capacity * bs;
   uint8_t *last = first + (size_t)(n - 1) * bs;
@@ -57,6 +61,22 @@ bool page_extend(gl_page_t *page) {
   __atomic_store_n(&page->carved_limit, page_carved_limit(bs, page->capacity), __ATOMIC_RELAXED);
   page->free_is_zero = page->mem_is_zero;
   return true;
+}
+
+void page_relink(gl_page_t *page) {
+  page->free = NULL;
+  if (page->capacity == 0) return;
+  size_t bs = page->block_size;
+  uintptr_t key = page->key;
+  uint8_t *first = page->start, *last = first + (size_t)(page->capacity - 1) * bs;
+  for (uint8_t *b = first; b < last; b += bs) {
+    ((gl_block_t *)b)->next = (gl_block_t *)(b + bs);
+    ((gl_block_t *)b)->freed_mark = key;
+  }
+  ((gl_block_t *)last)->next = NULL;
+  ((gl_block_t *)last)->freed_mark = key;
+  annotate_noaccess(first, (size_t)page->capacity * bs);
+  page->free = (gl_block_t *)first;
 }
 
 void page_gather_frees(gl_page_t *page) {

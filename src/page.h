@@ -56,6 +56,10 @@ GL_HIDDEN void page_init(gl_page_t *page, struct gl_heap_s *owner, uint8_t class
 /* Carves the next few blocks into the free list (about 4 KiB at a time, so memory
  * becomes resident only as it is used); false when the page is fully carved. */
 GL_HIDDEN bool page_extend(gl_page_t *page);
+/* Puts every block the page has carved on its free list (marked free under the
+ * page's current key): the page of a destroyed first-class heap, ready for the
+ * next one. */
+GL_HIDDEN void page_relink(gl_page_t *page);
 /* Moves the owner's and other threads' frees back to where malloc finds them. */
 GL_HIDDEN void page_gather_frees(gl_page_t *page);
 /* A free from a thread that does not own the page. */
