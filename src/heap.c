@@ -302,13 +302,17 @@ static size_t heap_trim(gl_heap_t *heap, size_t keep) {
   return purge_heap_keep(&heap->purge, keep);
 }
 
+static size_t keep_less(size_t keep, size_t kept) { return kept < keep ? keep - kept : 0; }
+
 void heap_trim_all(size_t keep) {
   heap_process_init();
   gl_heap_t *heap = gl_tls_heap;
-  if (heap != &gl_heap_empty) keep -= heap_trim(heap, keep);
+  /* What a heap keeps counts against `keep` (it may keep more: pages that huge
+   * pages hold resident). */
+  if (heap != &gl_heap_empty) keep = keep_less(keep, heap_trim(heap, keep));
   pthread_mutex_lock(&registry_lock);
-  for (gl_heap_t *h = heaps_abandoned; h; h = h->abandoned_next) keep -= heap_trim(h, keep);
-  for (gl_heap_t *h = heaps_destroyed; h; h = h->abandoned_next) keep -= heap_trim(h, keep);
+  for (gl_heap_t *h = heaps_abandoned; h; h = h->abandoned_next) keep = keep_less(keep, heap_trim(h, keep));
+  for (gl_heap_t *h = heaps_destroyed; h; h = h->abandoned_next) keep = keep_less(keep, heap_trim(h, keep));
   atomic_store_explicit(&abandoned_next_sweep_ms, os_clock_ms() + abandoned_interval_ms(), memory_order_relaxed);
   pthread_mutex_unlock(&registry_lock);
   purge_cache_keep(keep);

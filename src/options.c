@@ -23,6 +23,7 @@ gl_options_t gl_options = {
     .verbose = 0,
     .purge_thread = 1,
     .pressure_percent = 90,
+    .huge_pages = 0,
 };
 
 typedef struct option_desc_s {
@@ -43,6 +44,7 @@ static const option_desc_t option_table[] = {
     {"verbose", "GALLEON_VERBOSE", &gl_options.verbose, 0, 1},
     {"purge_thread", "GALLEON_PURGE_THREAD", &gl_options.purge_thread, 0, 1},
     {"pressure_percent", "GALLEON_PRESSURE_PERCENT", &gl_options.pressure_percent, 0, 100},
+    {"huge_pages", "GALLEON_HUGE_PAGES", &gl_options.huge_pages, 0, 1},
 };
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
 

@@ -17,6 +17,7 @@ typedef struct gl_options_s {
   long stats_at_exit;   /* 1: text, 2: JSON on stderr at exit */
   long verbose;
   long purge_thread;    /* 1: a background thread purges while the program is idle */
+  long huge_pages;      /* 1: segments ask for transparent huge pages; purging keeps them whole */
   long pressure_percent; /* cgroup usage at this % of its limit: return all free memory (0: off) */
 } gl_options_t;
 

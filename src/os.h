@@ -38,6 +38,8 @@ GL_HIDDEN void os_unmap(void *addr, size_t size);
  * MADV_FREE where the kernel has it (returns false: contents unknown until
  * reclaimed).  Counted in gl_counters.purges / purged_bytes. */
 GL_HIDDEN bool os_purge(void *addr, size_t size, bool decommit);
+/* Asks for transparent huge pages on a range (MADV_HUGEPAGE); false if refused. */
+GL_HIDDEN bool os_advise_huge(void *addr, size_t size);
 /* mremap: grows or shrinks a mapping where it is (false if the space after it is
  * taken), or moves its pages onto `target` (a reservation of new_size bytes),
  * never copying contents. */

@@ -60,6 +60,7 @@ void os_unmap(void *addr, size_t size) {
  * often probes that fail) would use up the hint range. */
 #define OS_HINT_MAX_SIZE ((size_t)1 << 30)
 #define OS_HINT_END ((uintptr_t)120 << 40)
+#define OS_HINT_JUMP ((uintptr_t)256 << 30)
 
 static void *os_map_aligned_prot(size_t size, size_t alignment, int prot) {
   if (alignment < os_page) alignment = os_page;
@@ -77,8 +78,10 @@ static void *os_map_aligned_prot(size_t size, size_t alignment, int prot) {
                                                 memory_order_relaxed);
       if (((uintptr_t)p & (alignment - 1)) == 0) return p;
       os_unmap(p, size);
-      /* The range at the hint is taken: skip past it. */
-      atomic_compare_exchange_strong_explicit(&os_hint, &hint, hint + step, memory_order_relaxed,
+      /* Something else lives at the hint (a sanitizer's shadow, another library's
+       * reservation): jump well past it rather than step through it, so that the
+       * one-call path comes back after a few misses. */
+      atomic_compare_exchange_strong_explicit(&os_hint, &hint, hint + OS_HINT_JUMP, memory_order_relaxed,
                                               memory_order_relaxed);
     }
   }
@@ -135,6 +138,13 @@ bool os_purge(void *addr, size_t size, bool decommit) {
   gl_counter_add(&gl_counters.purges, 1);
   gl_counter_add(&gl_counters.purged_bytes, size);
   return zero;
+}
+
+bool os_advise_huge(void *addr, size_t size) {
+  int saved = errno;
+  int rc = madvise(addr, size, MADV_HUGEPAGE);
+  errno = saved;
+  return rc == 0;
 }
 
 bool os_resize_in_place(void *addr, size_t old_size, size_t new_size) {

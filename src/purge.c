@@ -238,10 +238,23 @@ void purge_queue_init(gl_purge_queue_t *q, gl_segset_t *segs) {
  * one madvise per run -- until at most `keep` dirty bytes are left or the oldest is
  * not yet due (unless `all`).  A segment left with nothing in use goes to the cache. */
 static void queue_purge(gl_purge_queue_t *q, uint64_t now, size_t keep, bool all) {
+  bool huge = option(&gl_options.huge_pages) != 0;
+  /* With huge pages a dirty page may have to wait for its 2 MiB neighbours: it goes
+   * to the back of the queue (which stays sorted: a later purge_at).  Each page is
+   * looked at once per call. */
+  size_t budget = 0;
+  for (gl_link_t *l = q->pages.first; l; l = l->next) budget++;
   gl_page_t *page;
-  while ((page = queue_page(q->pages.first)) != NULL && q->dirty_bytes > keep && (all || page->purge_at <= now)) {
+  while (budget-- > 0 && (page = queue_page(q->pages.first)) != NULL && q->dirty_bytes > keep &&
+         (all || page->purge_at <= now)) {
     gl_segment_t *seg = segment_of(page);
-    uint64_t purged = segment_purge_dirty(seg, decommit());
+    uint64_t purged = segment_purge_dirty(seg, decommit(), huge);
+    if (purged == 0) {
+      gl_list_remove(&q->pages, &page->link);
+      page->purge_at = now + (uint64_t)option(&gl_options.purge_delay_ms);
+      gl_list_push_back(&q->pages, &page->link);
+      continue;
+    }
     while (purged) {
       gl_page_t *p = &seg->pages[__builtin_ctzll(purged)];
       purged &= purged - 1;

@@ -346,6 +346,7 @@ static gl_segment_t *segment_new_pages(gl_segset_t *set, struct gl_heap_s *heap,
     page->mem_is_zero = is_zero;
   }
   segment_map_set(seg, GL_SEGMENT_SIZE, kind == GL_KIND_SMALL ? GL_SEGMAP_SMALL : GL_SEGMAP_MEDIUM);
+  if (__atomic_load_n(&gl_options.huge_pages, __ATOMIC_RELAXED)) os_advise_huge(seg, GL_SEGMENT_SIZE);
   gl_list_push_front(&set->segments[kind], &seg->link);
   avail_push(set, seg);
   gl_validate(segment_is_valid(seg));
@@ -392,8 +393,18 @@ void segment_page_free(gl_segset_t *set, gl_page_t *page) {
   gl_validate(segment_is_valid(seg));
 }
 
-uint64_t segment_purge_dirty(gl_segment_t *seg, bool decommit) {
-  uint64_t purged = seg->dirty_mask, mask = purged;
+uint64_t segment_purge_dirty(gl_segment_t *seg, bool decommit, bool huge_pages) {
+  uint64_t purged = seg->dirty_mask;
+  if (huge_pages) {
+    unsigned half = seg->page_count / 2;
+    uint64_t low = ((uint64_t)1 << half) - 1, allowed = 0;
+    for (unsigned h = 0; h < 2; h++) {
+      uint64_t bits = low << (h * half);
+      if ((seg->free_mask & bits) == bits) allowed |= bits;
+    }
+    purged &= allowed;
+  }
+  uint64_t mask = purged;
   while (mask) {
     unsigned first = (unsigned)__builtin_ctzll(mask);
     unsigned last = first;
@@ -407,7 +418,7 @@ uint64_t segment_purge_dirty(gl_segment_t *seg, bool decommit) {
       mask &= ~((uint64_t)1 << i);
     }
   }
-  seg->dirty_mask = 0;
+  seg->dirty_mask &= ~purged;
   gl_validate(segment_is_valid(seg));
   return purged;
 }
@@ -617,6 +628,8 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
   seg->large_alignment = alignment;
   seg->large_is_zero = *is_zero;
   segment_map_set(seg, mapped, GL_SEGMAP_LARGE);
+  if (mapped >= ((size_t)2 << 20) && __atomic_load_n(&gl_options.huge_pages, __ATOMIC_RELAXED))
+    os_advise_huge(seg, mapped);
   return seg;
 }
 

@@ -61,8 +61,9 @@ GL_HIDDEN gl_page_t *segment_page_alloc(gl_segset_t *set, struct gl_heap_s *heap
 /* A page that no longer holds blocks: unused and dirty (resident). */
 GL_HIDDEN void segment_page_free(gl_segset_t *set, gl_page_t *page);
 /* Purges every dirty page of seg, one madvise per run of adjacent pages; returns
- * the mask of the pages purged (now clean). */
-GL_HIDDEN uint64_t segment_purge_dirty(gl_segment_t *seg, bool decommit);
+ * the mask of the pages purged (now clean).  With huge_pages, only pages of a
+ * 2 MiB half with no page in use: a huge page is returned whole or not at all. */
+GL_HIDDEN uint64_t segment_purge_dirty(gl_segment_t *seg, bool decommit, bool huge_pages);
 /* A segment with no page in use or dirty leaves its set for the cache. */
 GL_HIDDEN void segment_release_if_unused(gl_segset_t *set, gl_segment_t *seg);
 /* Debug validator: masks, counts and page states agree. */

@@ -140,13 +140,14 @@ static void test_malloc_trim_pad(void) {
   galleon_stats_get(&s1);
   CHECKF(m1.keepcost >= 6 * MiB, "keepcost %zu after freeing 8 MiB with 64 MiB retained", m1.keepcost);
 
-  int rc = malloc_trim(m1.keepcost + MiB);
+  int rc = malloc_trim(m1.keepcost + 2 * MiB);
   test_mallinfo2_t m2 = snapshot("trim with pad above keepcost");
   galleon_stats_t s2;
   galleon_stats_get(&s2);
   CHECKF(rc == 0, "malloc_trim(pad > free memory) returned %d", rc);
-  CHECKF(m2.keepcost == m1.keepcost, "malloc_trim(pad > free memory) changed keepcost %zu -> %zu",
-         m1.keepcost, m2.keepcost);
+  /* Nothing purged; empty pages a heap kept ready may now count as free. */
+  CHECKF(m2.keepcost >= m1.keepcost && m2.keepcost <= m1.keepcost + MiB,
+         "malloc_trim(pad > free memory) changed keepcost %zu -> %zu", m1.keepcost, m2.keepcost);
   CHECKF(s2.purged_bytes == s1.purged_bytes && s2.munmap_calls == s1.munmap_calls,
          "malloc_trim(pad > free memory) purged %zu bytes", s2.purged_bytes - s1.purged_bytes);
 
