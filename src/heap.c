@@ -521,7 +521,8 @@ gl_heap_t *heap_first_class_new(void) {
   heap_process_init();
   pthread_mutex_lock(&registry_lock);
   gl_heap_t *heap = heaps_destroyed;
-  if (heap != NULL) heaps_destroyed = heap->abandoned_next;
+  /* Written under registry_lock, read without it by the purger's quick test. */
+  if (heap != NULL) __atomic_store_n(&heaps_destroyed, heap->abandoned_next, __ATOMIC_RELAXED);
   else heap = heap_new_locked();
   if (heap != NULL) {
     heap->abandoned_next = NULL;
@@ -577,7 +578,7 @@ void heap_first_class_destroy(gl_heap_t *heap) {
   heap->next_sweep_ms = os_clock_ms() + (uint64_t)option(&gl_options.purge_idle_ms);
   atomic_store_explicit(&heap->state, GL_HEAP_DESTROYED, memory_order_relaxed);
   heap->abandoned_next = heaps_destroyed;
-  heaps_destroyed = heap;
+  __atomic_store_n(&heaps_destroyed, heap, __ATOMIC_RELAXED);
   size_t kept = heap->kept_bytes;
   pthread_mutex_unlock(&registry_lock);
   purge_notify_pending(kept);
@@ -627,7 +628,7 @@ static void heap_fork_child(void) {
      * rest of the pool chunk.  The list of all heaps is append-only and published
      * with one release store, so it is whole. */
     heaps_abandoned = NULL;
-    heaps_destroyed = NULL;
+    __atomic_store_n(&heaps_destroyed, NULL, __ATOMIC_RELAXED);
     atomic_store_explicit(&abandoned_count, 0, memory_order_relaxed);
     heap_pool_next = heap_pool_end = NULL;
   }
