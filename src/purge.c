@@ -240,18 +240,19 @@ void purge_queue_init(gl_purge_queue_t *q, gl_segset_t *segs) {
 static void queue_purge(gl_purge_queue_t *q, uint64_t now, size_t keep, bool all) {
   bool huge = option(&gl_options.huge_pages) != 0;
   /* With huge pages a dirty page may have to wait for its 2 MiB neighbours: it goes
-   * to the back of the queue (which stays sorted: a later purge_at).  Each page is
+   * to the back of the queue as if just freed (it stays sorted).  Each page is
    * looked at once per call. */
   size_t budget = 0;
   for (gl_link_t *l = q->pages.first; l; l = l->next) budget++;
+  uint64_t delay = (uint64_t)option(&gl_options.purge_delay_ms);
   gl_page_t *page;
   while (budget-- > 0 && (page = queue_page(q->pages.first)) != NULL && q->dirty_bytes > keep &&
-         (all || page->purge_at <= now)) {
+         (all || page->dirty_since + delay <= now)) {
     gl_segment_t *seg = segment_of(page);
     uint64_t purged = segment_purge_dirty(seg, decommit(), huge);
     if (purged == 0) {
       gl_list_remove(&q->pages, &page->link);
-      page->purge_at = now + (uint64_t)option(&gl_options.purge_delay_ms);
+      page->dirty_since = now;
       gl_list_push_back(&q->pages, &page->link);
       continue;
     }
@@ -295,8 +296,8 @@ void purge_page_free(gl_purge_queue_t *q, gl_page_t *page) {
   size_t area = segment_page_area(page);
   pthread_mutex_lock(&q->segs->lock);
   segment_page_free(q->segs, page);
-  page->purge_at = now + (uint64_t)option(&gl_options.purge_delay_ms);
-  gl_list_push_back(&q->pages, &page->link); /* purge_at only grows: the queue stays sorted */
+  page->dirty_since = now;
+  gl_list_push_back(&q->pages, &page->link); /* the clock only grows: the queue stays sorted */
   queue_bytes(q, area, true);
   demand_set(&q->demand, q->demand.current - area, now);
   atomic_fetch_add_explicit(&q->activity, 1, memory_order_relaxed);
@@ -331,10 +332,10 @@ bool purge_queue_is_valid(gl_purge_queue_t *q) {
   size_t bytes = 0;
   uint64_t last_due = 0;
   for (gl_page_t *p = queue_page(q->pages.first); p; p = queue_page(p->link.next)) {
-    if (p->state != GL_PAGE_FREE_DIRTY || p->owner != NULL || p->purge_at < last_due) return false;
+    if (p->state != GL_PAGE_FREE_DIRTY || p->owner != NULL || p->dirty_since < last_due) return false;
     gl_segment_t *seg = segment_of(p);
     if (!(seg->dirty_mask & ((uint64_t)1 << p->index))) return false;
-    last_due = p->purge_at;
+    last_due = p->dirty_since;
     bytes += segment_page_area(p);
   }
   return bytes == q->dirty_bytes;

@@ -184,7 +184,7 @@ typedef struct gl_page_s {
   uint32_t capacity;      /* blocks carved so far (the free list grows lazily) */
   gl_link_t link;         /* in use: class queue or full list; dirty: purge queue */
   struct gl_page_s *notify_next; /* owner->notified stack */
-  uint64_t purge_at;             /* ms: a dirty page is not purged before this */
+  uint64_t dirty_since;          /* ms: when it became dirty (it waits purge_delay_ms) */
 } gl_page_t;
 
 _Static_assert(sizeof(gl_page_t) == 128, "page descriptors are two cache lines");
