@@ -20,6 +20,8 @@ PROGRAMS = {
     "malloc-large": ("large.c", [], []),
     "large-zero": ("large_zero.c", [], []),
     "short-lived": ("shortlived.c", [], []),
+    "arena": ("arena.c", [], ["-ldl"]),
+    "scale": ("scale.c", [], []),
     "realloc": ("realloc.c", [], []),
     "aligned": ("aligned.c", [], []),
     "fragment": ("fragment.c", [], []),

@@ -23,7 +23,7 @@ static size_t object_size(uint64_t *rng) { return (size_t)rng_range(rng, 16, 256
 
 static int scale_heap(long mib) {
   size_t target = (size_t)mib << 20;
-  size_t cap = target / 16 + 16;
+  size_t cap = target / 100 + 16; /* objects average 136 bytes */
   char **objs = xmalloc(cap * sizeof(char *));
   uint32_t *sizes = xmalloc(cap * sizeof(uint32_t));
   uint64_t rng = 777;
