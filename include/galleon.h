@@ -210,8 +210,10 @@ GALLEON_API void galleon_collect(void);
  *     serialises).  Its blocks are freed with plain free() from any thread, and
  *     realloc/malloc_usable_size work on them as on any block.
  *   - galleon_heap_destroy(h) releases every block of the heap at once -- small,
- *     medium and large -- and returns their pages; h is gone.  Freeing a block of a
- *     destroyed heap, or racing a free with the destroy, is a use after free.
+ *     medium and large; h is gone.  Its pages stay ready for the next
+ *     galleon_heap_new and go back to the OS when none takes them within
+ *     purge_idle_ms.  Freeing a block of a destroyed heap, or racing a free with the
+ *     destroy, is a use after free.
  *   - galleon_heap_delete(h): h is gone, its live blocks stay valid (freed with
  *     free() as usual); its pages go to the pool that new threads adopt.
  *   - galleon_heap_realloc moves a block into h when it must move.
