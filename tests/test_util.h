@@ -13,6 +13,7 @@
 #ifndef GALLEON_TEST_UTIL_H
 #define GALLEON_TEST_UTIL_H
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -207,6 +208,14 @@ static inline size_t rss_bytes(void) {
   size_t pages = 0;
   while (*s >= '0' && *s <= '9') pages = pages * 10 + (size_t)(*s++ - '0');
   return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A function of the preloaded library, by name (the preloaded test variants reach
+ * Galleon's own API this way). */
+__attribute__((unused)) static void *must_dlsym(const char *name) {
+  void *f = dlsym(RTLD_DEFAULT, name);
+  CHECKF(f != NULL, "dlsym(%s) failed: is libgalleon preloaded?", name);
+  return f;
 }
 
 /* ---- Child runner ---- */

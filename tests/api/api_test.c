@@ -50,12 +50,6 @@ static struct {
   void (*free_aligned_sized)(void *, size_t, size_t);
 } G;
 
-__attribute__((unused)) static void *must_dlsym(const char *name) {
-  void *f = dlsym(RTLD_DEFAULT, name);
-  CHECKF(f != NULL, "dlsym(%s) failed: is libgalleon preloaded?", name);
-  return f;
-}
-
 static void init_entry_points(void) {
 #ifdef TEST_PRELOAD
   *(void **)&G.owns = must_dlsym("galleon_owns");

@@ -40,12 +40,6 @@ static struct {
   int (*owns)(const void *);
 } G;
 
-static void *must_dlsym(const char *name) {
-  void *f = dlsym(RTLD_DEFAULT, name);
-  CHECKF(f != NULL, "dlsym(%s) failed: is libgalleon preloaded?", name);
-  return f;
-}
-
 static void init_entry_points(void) {
 #ifdef TEST_PRELOAD
   *(void **)&G.mallinfo2 = must_dlsym("galleon_mallinfo2");
