@@ -194,7 +194,10 @@ GALLEON_API void galleon_dump_pages(int fd);
  * everything goes), "retain_bytes" (kept whatever the demand), "purge_decommit"
  * (1 = MADV_DONTNEED, 0 = MADV_FREE), "segment_cache", "purge_thread" (1 = a
  * background thread returns memory while the program is idle), "stats_at_exit"
- * (1 = text, 2 = JSON), "verbose".  galleon_option_set returns 0 on success, -1 for
+ * (1 = text, 2 = JSON), "verbose", "profile_interval" (the heap profiler's mean
+ * bytes between samples, 512 KiB), "profile_leaks" (1 = leak report at exit),
+ * "profile_dump_mb" (also dump the profile each time live memory grows this many
+ * MiB; 0 = off).  galleon_option_set returns 0 on success, -1 for
  * an unknown name; values are clamped to each option's range. */
 GALLEON_API long galleon_option_get(const char *name);
 GALLEON_API int galleon_option_set(const char *name, long value);
@@ -202,6 +205,27 @@ GALLEON_API int galleon_option_set(const char *name, long value);
 /* Purge now: return every free page of the calling thread, of exited threads' heaps
  * and of the segment cache to the OS.  Same as malloc_trim(0). */
 GALLEON_API void galleon_collect(void);
+
+/* ---- The sampling heap profiler ----
+ * Samples allocations at random, on average one per profile_interval bytes (512 KiB)
+ * -- every byte has the same chance, so a block of s bytes is sampled with
+ * probability 1 - exp(-s / interval) -- and records the stack of each sampled
+ * allocation.  Off by default, and then it costs the fast paths nothing.
+ * GALLEON_PROFILE=FILE starts it at process start and writes FILE at exit (a
+ * process that forks writes FILE.PID from the child).
+ *   galleon_profile_start(path): start sampling; path is where galleon_profile_dump(NULL)
+ *     and the exit dump write (NULL or "": no exit dump).  0, or -1 with errno.
+ *   galleon_profile_dump(path): write the profile now (NULL: the start's path): path
+ *     in the gperftools heap-profile format (google-pprof --text PROGRAM path reads
+ *     it; so does `galleon report`), and path.collapsed, the live samples as
+ *     collapsed stacks ("outer;...;inner BYTES", estimated bytes) for flame graphs.
+ *     0, or -1 with errno (EINVAL: no path; the errno of open).
+ *   galleon_profile_stop(): stop sampling; what was sampled stays (and is dumped).
+ * Not sampled: blocks of first-class heaps, and memalign-family blocks with an
+ * alignment above 16 (their bytes still count toward the next sample). */
+GALLEON_API int galleon_profile_start(const char *path);
+GALLEON_API int galleon_profile_dump(const char *path);
+GALLEON_API void galleon_profile_stop(void);
 
 /* ---- First-class heaps ----
  * A heap of its own, for objects that die together (a request-scoped arena):

@@ -45,12 +45,6 @@ GL_HIDDEN void *realloc_impl(void *p, size_t size);
 /* The same, a moved block coming from a first-class heap (NULL: the thread's). */
 GL_HIDDEN void *realloc_in(gl_heap_t *heap, void *p, size_t size);
 
-/* memalign's tag in the first word of a block handed out at an interior aligned
- * address: that address, keyed so that stale data does not match by accident. */
-GL_INLINE uintptr_t alloc_aligned_tag(const gl_page_t *page, const void *aligned) {
-  return (uintptr_t)aligned ^ page->key;
-}
-
 /* ---- The fast paths ---- */
 
 /* Pops a block of `size` (<= GL_DIRECT_MAX) from the heap's direct page, or NULL. */

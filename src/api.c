@@ -7,6 +7,7 @@
 #include "alloc.h"
 #include "check.h"
 #include "options.h"
+#include "profile.h"
 
 /* glibc's mallopt parameters (malloc.h), spelled out so this file does not depend
  * on glibc's header. */
@@ -87,6 +88,18 @@ void *galleon_pvalloc(size_t size) {
 size_t galleon_malloc_usable_size(const void *ptr) { return alloc_usable_size(ptr); }
 
 void galleon_collect(void) { heap_trim_all(0); }
+
+int galleon_profile_start(const char *path) {
+  heap_process_init();
+  if (profile_start(path) != 0) return -1;
+  heap_profile_switched(true);
+  return 0;
+}
+int galleon_profile_dump(const char *path) { return profile_dump(path); }
+void galleon_profile_stop(void) {
+  profile_stop();
+  heap_profile_switched(false);
+}
 
 /* malloc_trim(pad): the free memory that this call can return (mallinfo2's
  * keepcost: the caller's heap, exited threads' heaps, the segment cache) stays

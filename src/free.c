@@ -4,6 +4,7 @@
  * into one line on stderr and abort(). */
 #include "alloc.h"
 #include "check.h"
+#include "profile.h"
 
 void *alloc_block_start(gl_page_t *page, const void *p) {
   if (__atomic_load_n(&page->state, __ATOMIC_RELAXED) != GL_PAGE_IN_USE) return NULL;
@@ -23,8 +24,14 @@ gl_page_t *free_check_block(const void *p, const char *what, bool want_live, voi
     gl_page_t *page = segment_page_of(segment_of(p), p);
     void *block = alloc_block_start(page, p);
     if (block == NULL) gl_fatal(what, p, ": not allocated by galleon", NULL);
+    /* A block handed out at an interior address lost its tag to the free list
+     * when it was freed: freeing that address again is a double free. */
+    if (block != p && __atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED) && page_block_is_free(page, block)) {
+      if (!want_live) free_double((void *)p);
+      gl_fatal(what, p, ": block already freed", NULL);
+    }
     if (block != p && !(__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED) &&
-                        (uintptr_t)((gl_block_t *)block)->next == alloc_aligned_tag(page, p)))
+                        (uintptr_t)((gl_block_t *)block)->next == page_interior_tag(page, p)))
       gl_fatal(what, p, ": interior pointer of the block at ", block);
     if (want_live && page_block_is_free(page, block)) gl_fatal(what, p, ": block already freed", NULL);
     *block_out = block;
@@ -76,6 +83,9 @@ void free_slow(void *p, const char *what) {
   if (p == NULL) return;
   void *start;
   gl_page_t *page = free_check_block(p, what, false, &start);
+  /* Blocks the heap profiler sampled are large or handed out at an interior
+   * address (heap.c): they all come here. */
+  if (gl_unlikely(profile_has_live()) && (page == NULL || start != p)) profile_forget(p);
   if (page == NULL) {
     large_free(segment_find(p), p);
     return;

@@ -14,6 +14,7 @@
 #include "check.h"
 #include "heap.h"
 #include "options.h"
+#include "profile.h"
 #include "sizeclass.h"
 
 gl_page_t gl_page_empty;
@@ -67,6 +68,8 @@ void heap_process_init(void) {
 __attribute__((constructor)) static void heap_constructor(void) {
   heap_process_init();
   pthread_atfork(NULL, NULL, heap_fork_child);
+  profile_start_from_env(); /* after the options, outside malloc */
+  if (profile_sampling) heap_profile_switched(true);
 }
 
 /* ---- Page queues and the direct table ---- */
@@ -167,11 +170,14 @@ static void heap_process_notified(gl_heap_t *heap) {
 
 /* Gives an empty page back to its segment (purge.h decides when its memory goes),
  * unless a remote free notification still points at it. */
+static void sample_refund(gl_heap_t *heap, gl_page_t *page);
+
 static bool heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
   if (page->used != 0) return false;
   if ((atomic_load_explicit(&page->thread_free, memory_order_acquire) & GL_TF_STATE) == GL_TF_NOTIFIED)
     return false; /* pinned until popped from heap->notified */
   kept_clear(heap, page);
+  if (gl_unlikely(__atomic_load_n(&profile_sampling, __ATOMIC_RELAXED))) sample_refund(heap, page);
   if (page->on_full_list) {
     gl_list_remove(&heap->full, &page->link);
     page->on_full_list = 0;
@@ -212,17 +218,19 @@ void heap_block_freed_last(void *p) {
  * purges everything).  Returns how many pages it retired. */
 static size_t heap_sweep(gl_heap_t *heap, bool all) {
   size_t retired = 0;
+  /* While the profiler samples, lists reach `free` only by a charged hand-over. */
+  bool to_local = __atomic_load_n(&profile_sampling, __ATOMIC_RELAXED);
   heap_process_notified(heap);
   for (gl_page_t *page = list_page(heap->full.first), *next; page; page = next) {
     next = list_page(page->link.next);
-    page_gather_frees(page);
+    page_gather_frees(page, to_local);
     if (page->used == 0) retired += heap_page_retire(heap, page);
-    else if (page->free) heap_page_unfull(heap, page);
+    else if (page->free || page->local_free) heap_page_unfull(heap, page);
   }
   for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
     for (gl_page_t *page = queue_first(heap, cls), *next; page; page = next) {
       next = list_page(page->link.next);
-      page_gather_frees(page);
+      page_gather_frees(page, to_local);
       if (page->used != 0) kept_clear(heap, page);
       else if (all || page->kept_empty) retired += heap_page_retire(heap, page);
       else heap_page_emptied(heap, page);
@@ -338,10 +346,10 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
   gl_page_t *page = queue_first(heap, cls);
   while (page != NULL) {
     gl_page_t *next = list_page(page->link.next);
-    page_gather_frees(page);
+    page_gather_frees(page, false);
     if (page->free != NULL || page_extend(page)) break;
     if (!heap_page_to_full(heap, page)) {
-      page_gather_frees(page);
+      page_gather_frees(page, false);
       gl_assert(page->free != NULL);
       break;
     }
@@ -375,9 +383,180 @@ GL_INLINE void *page_take_block(gl_page_t *page, size_t size, bool zero) {
   return block;
 }
 
+static gl_heap_t *exit_heap;
+
+/* heap_malloc_refill sends every 16th refill of a list to the slow path (for
+ * housekeeping).  While the heap profiler samples, every refill takes the slow
+ * path, where the sampling code below is: none of it is on the way of malloc when
+ * the profiler is off. */
+static uint32_t refill_slow_mask = 15;
+
+/* ---- Sampling for the heap profiler (profile.h) ----
+ * With the profiler on, every thread heap keeps a budget: the bytes it may hand out
+ * before the next sampled byte.  Blocks are charged when the slow path gives them
+ * to the fast path: a page's free list all at once when it is handed over (small
+ * and medium sizes), a large block by itself.  A list that would overrun the budget is
+ * cut after the last block that fits (the rest waits on local_free), so the fast
+ * path runs dry just before the sampled allocation and brings it here.  Off, none
+ * of this runs and the fast paths are the same instructions.  Charging a list
+ * early shifts a sample by at most one list of blocks, which does not change the
+ * chance that a given byte is sampled.  First-class heaps and the exit heap are not
+ * sampled: a destroyed heap's blocks are never freed one by one. */
+
+
+static bool heap_samples(gl_heap_t *heap) {
+  if (heap->first_class || heap == exit_heap) return false;
+  uint32_t generation = __atomic_load_n(&profile_generation, __ATOMIC_RELAXED);
+  if (heap->sample_generation != generation) {
+    heap->sample_generation = generation;
+    heap->sample_left = profile_next_interval();
+  }
+  return true;
+}
+
+/* Charges the page's free list, which the fast path is about to get; with may_cut,
+ * cuts it where the budget runs out.  False when the budget runs out before its
+ * first block: the allocation being made is the sampled one. */
+static bool sample_charge_list(gl_heap_t *heap, gl_page_t *page, bool may_cut) {
+  int64_t block_size = (int64_t)page->block_size;
+  size_t count = page_free_count(page);
+  /* A list handed over again before it ran dry: what is left of its earlier charge
+   * is given back first (blocks gathered onto it since were never charged). */
+  if (page->sample_listed != 0) {
+    size_t left = count > page->sample_added ? count - page->sample_added : 0;
+    if (left > page->sample_listed) left = page->sample_listed;
+    heap->sample_left += (int64_t)left * block_size;
+  }
+  page->sample_added = 0;
+  int64_t bytes = (int64_t)count * block_size;
+  if (bytes < heap->sample_left || !may_cut) {
+    heap->sample_left -= bytes;
+    page->sample_listed = (uint32_t)count;
+    return true;
+  }
+  /* The sampled byte lies in block fit + 1: the budget keeps the distance to it,
+   * in (0, block_size], so the next hand-over (of any class) meets it exactly. */
+  int64_t fit = heap->sample_left > 0 ? (heap->sample_left - 1) / block_size : 0;
+  heap->sample_left -= fit * block_size;
+  page_cut_free(page, (size_t)fit);
+  page->sample_listed = (uint32_t)fit;
+  return fit > 0;
+}
+
+/* A page leaves its heap (retired) with blocks still on `free`: their charge is
+ * given back. */
+static void sample_refund(gl_heap_t *heap, gl_page_t *page) {
+  if (page->sample_listed == 0 || heap != gl_tls_heap || !heap_samples(heap)) return;
+  size_t count = page_free_count(page);
+  size_t left = count > page->sample_added ? count - page->sample_added : 0;
+  if (left > page->sample_listed) left = page->sample_listed;
+  heap->sample_left += (int64_t)left * (int64_t)page->block_size;
+  page->sample_listed = page->sample_added = 0;
+}
+
+static void *heap_alloc_from(gl_heap_t *heap, size_t size, bool zero);
+
+/* A sampled allocation is handed out 16 bytes into its block, tagged like a
+ * memalign block, so that free's fast path leaves it to free_slow, which tells the
+ * profiler; a large block as it is (large frees always take the slow path). */
+static void *heap_sample_tag(gl_page_t *page, uint8_t *block) {
+  page_tag_interior(page, block, block + 16);
+  return block + 16;
+}
+
+/* The sampled request, served from a block of another class (its own has no room
+ * for the 16 bytes) or a large block: neither charged nor sampled itself. */
+static GL_NOINLINE void *heap_sample_elsewhere(gl_heap_t *heap, size_t size, bool zero) {
+  profile_tls_busy = PROFILE_UNCHARGED;
+  void *p;
+  if (size <= GL_MEDIUM_MAX - 16) {
+    uint8_t *block = heap_alloc_from(heap, size + 16, zero);
+    p = block == NULL ? NULL : heap_sample_tag(segment_page_of(segment_of(block), block), block);
+  } else {
+    p = large_alloc(size, 0, zero);
+  }
+  profile_tls_busy = 0;
+  profile_record(p, size);
+  return p;
+}
+
+/* page_take_block with the profiler on: charge, maybe cut, maybe sample.  The
+ * page's free list was handed over just now (the fast path, or malloc's refill for
+ * medium sizes, found it empty). */
+static GL_NOINLINE void *heap_take_sampling(gl_heap_t *heap, gl_page_t *page, size_t size, bool zero) {
+  if (!heap_samples(heap)) return page_take_block(page, size, zero);
+  uint8_t busy = profile_tls_busy;
+  if (busy) {
+    /* A block that must not be sampled (the profiler's own, memalign's) is taken
+     * whatever the budget says, and the rest of its list charged.  The block
+     * serving a sampled request is not charged, and the rest of its list waits on
+     * local_free until the fast path asks for it: charged now, a list of a class
+     * that only samples use would eat the budget. */
+    void *block = page_take_block(page, size, zero);
+    if (busy == PROFILE_UNCHARGED) {
+      if (page->free != NULL) page_cut_free(page, 0);
+      page->sample_listed = page->sample_added = 0;
+      return block;
+    }
+    heap->sample_left -= (int64_t)page->block_size;
+    if (page->free != NULL) sample_charge_list(heap, page, true);
+    return block;
+  }
+  if (heap->sample_left > 0 && sample_charge_list(heap, page, true)) return page_take_block(page, size, zero);
+  /* A sampled byte falls in the next block.  Lists are charged by block size, so
+   * the request is sampled with the probability its own size gives (thinning). */
+  bool sample = profile_accept(size, page->block_size);
+  heap->sample_left = profile_next_interval();
+  if (page->free == NULL) { /* cut before its first block: take the list back */
+    page->free = page->local_free;
+    page->local_free = NULL;
+    page->free_is_zero = 0;
+    page->sample_listed = page->sample_added = 0;
+  }
+  if (sample && page->block_size - size < 16) {
+    sample_charge_list(heap, page, true); /* the list goes on to the fast path */
+    return heap_sample_elsewhere(heap, size, zero);
+  }
+  uint8_t *block = page_take_block(page, sample ? size + 16 : size, zero);
+  if (page->free != NULL) sample_charge_list(heap, page, true);
+  if (!sample) return block;
+  void *p = heap_sample_tag(page, block);
+  profile_record(p, size);
+  return p;
+}
+
+static GL_NOINLINE void *heap_large_sampling(gl_heap_t *heap, size_t size, bool zero) {
+  if (heap_samples(heap) && profile_tls_busy != PROFILE_UNCHARGED) {
+    heap->sample_left -= (int64_t)size;
+    if (heap->sample_left <= 0 && !profile_tls_busy) {
+      heap->sample_left = profile_next_interval();
+      return heap_sample_elsewhere(heap, size, zero);
+    }
+  }
+  return large_alloc(size, 0, zero);
+}
+
+void heap_profile_switched(bool on) {
+  __atomic_store_n(&refill_slow_mask, on ? 0 : 15, __ATOMIC_RELAXED);
+  gl_heap_t *heap = gl_tls_heap;
+  if (!on) return;
+  if (heap == &gl_heap_empty) return;
+  /* The calling thread's lists were handed over uncharged: send them back through
+   * the slow path, so its sampling is exact from here (other threads' are off by at
+   * most one list per class until their lists run dry). */
+  for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
+    gl_page_t *page = queue_first(heap, cls);
+    if (page != NULL && page->free != NULL) page_cut_free(page, 0);
+  }
+}
+
+
 /* Allocates from `heap`, which this thread owns (or holds exit_lock for). */
 static void *heap_alloc_from(gl_heap_t *heap, size_t size, bool zero) {
-  if (gl_unlikely(size > GL_MEDIUM_MAX)) return large_alloc(size, 0, zero);
+  if (gl_unlikely(size > GL_MEDIUM_MAX)) {
+    if (gl_unlikely(__atomic_load_n(&profile_sampling, __ATOMIC_RELAXED))) return heap_large_sampling(heap, size, zero);
+    return large_alloc(size, 0, zero);
+  }
   unsigned cls = sizeclass_of(size);
   gl_page_t *page = queue_first(heap, cls);
   if (page == NULL || page->free == NULL) {
@@ -387,6 +566,8 @@ static void *heap_alloc_from(gl_heap_t *heap, size_t size, bool zero) {
       errno = ENOMEM;
       return NULL;
     }
+    /* A list handed over now: the heap profiler charges it. */
+    if (gl_unlikely(__atomic_load_n(&profile_sampling, __ATOMIC_RELAXED))) return heap_take_sampling(heap, page, size, zero);
   }
   return page_take_block(page, size, zero);
 }
@@ -394,8 +575,35 @@ static void *heap_alloc_from(gl_heap_t *heap, size_t size, bool zero) {
 static gl_heap_t *heap_get_or_init(void);
 static void *heap_malloc_after_exit(size_t size, bool zero);
 
+/* heap_malloc_refill's work while the profiler samples (it sends every refill
+ * here): the same, ending in heap_take_sampling; housekeeping still waits for
+ * every 16th refill. */
+static GL_NOINLINE void *heap_refill_sampling(size_t size, gl_heap_t *heap, bool zero) {
+  gl_page_t *page = size <= GL_DIRECT_MAX ? heap->direct[(size + 15) >> 4] : queue_first(heap, sizeclass_of(size));
+  if (page == NULL || page == &gl_page_empty) return heap_alloc_from(heap, size, zero);
+  if (page->free == NULL) {
+    if (page->local_free == NULL || (heap->slow_calls & 15) == 0) return heap_alloc_from(heap, size, zero);
+    page->free = page->local_free;
+    page->local_free = NULL;
+    page->free_is_zero = 0;
+    page->sample_listed = page->sample_added = 0;
+  }
+  /* Most lists fit in the budget: charged here, in a few instructions. */
+  int64_t bytes = (int64_t)(page->capacity - page->used) * (int64_t)page->block_size;
+  if (page->local_free == NULL && page->sample_listed == 0 && bytes < heap->sample_left && profile_tls_busy == 0 &&
+      heap->sample_generation == __atomic_load_n(&profile_generation, __ATOMIC_RELAXED) && !heap->first_class &&
+      heap != exit_heap) {
+    heap->sample_left -= bytes;
+    page->sample_listed = page->capacity - page->used;
+    return page_take_block(page, size, zero);
+  }
+  return heap_take_sampling(heap, page, size, zero);
+}
+
 /* malloc's second stop: the thread's first call, large sizes, a page to find. */
 static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zero) {
+  if (__atomic_load_n(&profile_sampling, __ATOMIC_RELAXED) && heap != &gl_heap_empty && size <= GL_MEDIUM_MAX)
+    return heap_refill_sampling(size, heap, zero);
   if (gl_unlikely(heap == &gl_heap_empty)) {
     if (gl_unlikely(gl_tls_heap_done)) return heap_malloc_after_exit(size, zero);
     heap = heap_get_or_init();
@@ -418,7 +626,10 @@ void *heap_malloc_refill(size_t size, gl_heap_t *heap, bool zero) {
   else return heap_malloc_slow(size, heap, zero);
   if (gl_unlikely(page == NULL)) return heap_malloc_slow(size, heap, zero);
   if (page->free == NULL) { /* (above the direct table, the head may have blocks) */
-    if (page->local_free == NULL || (++heap->slow_calls & 15) == 0) return heap_malloc_slow(size, heap, zero);
+    /* The mask is a memory operand, as cheap as the constant 15 it stands for
+     * while the profiler is off. */
+    if (page->local_free == NULL || (++heap->slow_calls & __atomic_load_n(&refill_slow_mask, __ATOMIC_RELAXED)) == 0)
+      return heap_malloc_slow(size, heap, zero);
     page->free = page->local_free;
     page->local_free = NULL;
     page->free_is_zero = 0;
@@ -497,7 +708,6 @@ static void heap_thread_done(void *value) {
  * would never be abandoned again.  Such calls share one heap under exit_lock.  No
  * thread has it as gl_tls_heap, so every free into it is a remote free. */
 static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
-static gl_heap_t *exit_heap;
 
 static void *heap_malloc_after_exit(size_t size, bool zero) {
   if (size > GL_MEDIUM_MAX) return large_alloc(size, 0, zero);
@@ -648,6 +858,7 @@ static void heap_fork_child(void) {
   }
   segment_fork_child();
   purge_fork_child();
+  profile_fork_child();
 }
 
 /* ---- Validation (debug builds) ---- */

@@ -54,6 +54,11 @@ GL_HIDDEN void heap_first_class_destroy(gl_heap_t *heap);
 GL_HIDDEN void heap_first_class_delete(gl_heap_t *heap);
 GL_HIDDEN bool heap_is_first_class(const gl_heap_t *heap);
 
+/* The heap profiler started (on) or stopped: sampling happens on the slow path, so
+ * while it runs every refill goes there; at the start the calling thread's free
+ * lists go back through it too, to be charged. */
+GL_HIDDEN void heap_profile_switched(bool on);
+
 /* Every heap ever made, for statistics (lost heaps excluded by heap_is_lost). */
 GL_HIDDEN gl_heap_t *heap_registry_first(void);
 GL_HIDDEN bool heap_is_lost(gl_heap_t *heap);

@@ -24,6 +24,9 @@ gl_options_t gl_options = {
     .purge_thread = 1,
     .pressure_percent = 90,
     .huge_pages = 0,
+    .profile_interval = 512 * 1024,
+    .profile_leaks = 0,
+    .profile_dump_mb = 0,
 };
 
 typedef struct option_desc_s {
@@ -45,6 +48,9 @@ static const option_desc_t option_table[] = {
     {"purge_thread", "GALLEON_PURGE_THREAD", &gl_options.purge_thread, 0, 1},
     {"pressure_percent", "GALLEON_PRESSURE_PERCENT", &gl_options.pressure_percent, 0, 100},
     {"huge_pages", "GALLEON_HUGE_PAGES", &gl_options.huge_pages, 0, 1},
+    {"profile_interval", "GALLEON_PROFILE_INTERVAL", &gl_options.profile_interval, 1, (long)1 << 40},
+    {"profile_leaks", "GALLEON_PROFILE_LEAKS", &gl_options.profile_leaks, 0, 1},
+    {"profile_dump_mb", "GALLEON_PROFILE_DUMP_MB", &gl_options.profile_dump_mb, 0, (long)1 << 30},
 };
 #define OPTION_COUNT (sizeof option_table / sizeof option_table[0])
 

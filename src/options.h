@@ -19,6 +19,9 @@ typedef struct gl_options_s {
   long purge_thread;    /* 1: a background thread purges while the program is idle */
   long huge_pages;      /* 1: segments ask for transparent huge pages; purging keeps them whole */
   long pressure_percent; /* cgroup usage at this % of its limit: return all free memory (0: off) */
+  long profile_interval; /* heap profiler: mean bytes allocated between two samples */
+  long profile_leaks;    /* heap profiler: 1: report the sampled blocks still live at exit */
+  long profile_dump_mb;  /* heap profiler: also dump each time live memory grows this much (0: off) */
 } gl_options_t;
 
 extern GL_HIDDEN gl_options_t gl_options;

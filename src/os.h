@@ -61,6 +61,31 @@ GL_HIDDEN const char *os_getenv(const char *name);
  * terminates it; the length, or -1 when the file cannot be read. */
 GL_HIDDEN long os_read_text(const char *path, char *buf, size_t cap);
 
+/* ---- Files and stacks, for the heap profiler (profile.h) ---- */
+
+/* Creates (or truncates) a file for writing, mode 0644: its descriptor, or minus
+ * the errno value that open gave. */
+GL_HIDDEN int os_file_create(const char *path);
+GL_HIDDEN long os_getpid(void);
+GL_HIDDEN void os_file_close(int fd);
+/* Copies a file (of any length: /proc/self/maps) to fd; false when unreadable. */
+GL_HIDDEN bool os_copy_file(const char *path, int fd);
+/* The return addresses of the calling thread's stack, innermost first, at most
+ * max: glibc's backtrace() (the DWARF unwinder; no frame pointers needed).  Its
+ * first call loads libgcc_s, which allocates: os_backtrace_prime() makes that
+ * call from a safe place (a constructor), never from inside malloc. */
+GL_HIDDEN int os_backtrace(void **pcs, int max);
+GL_HIDDEN void os_backtrace_prime(void);
+/* The address range of the loaded object (executable or shared library) that
+ * holds `code`, and whether that object is the program itself; false when it
+ * cannot be told. */
+GL_HIDDEN bool os_object_range(const void *code, uintptr_t *lo, uintptr_t *hi, bool *is_program);
+/* Names a code address (dladdr, which does not allocate): the nearest dynamic
+ * symbol at or below it (NULL when none) and pc's offset from it, else from the
+ * object's base; the object's path (NULL when unknown).  Executables export few
+ * symbols: `galleon report` names the rest from debug information. */
+GL_HIDDEN void os_symbolize(const void *pc, const char **symbol, const char **object, uintptr_t *offset);
+
 /* ---- A background thread and the event it sleeps on ---- */
 
 /* Starts a detached thread with a small stack, every signal blocked (so it never

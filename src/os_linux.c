@@ -7,8 +7,11 @@
  * without the reserve-and-trim fallback.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
+#include <link.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -272,4 +275,103 @@ void os_event_signal(os_event_t *ev) {
   pthread_mutex_lock(&ev->lock);
   pthread_cond_signal(&ev->cond);
   pthread_mutex_unlock(&ev->lock);
+}
+
+/* ---- Files and stacks ---- */
+
+int os_file_create(const char *path) {
+  int saved = errno;
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int err = errno;
+  errno = saved;
+  return fd < 0 ? -err : (int)fd;
+}
+
+long os_getpid(void) { return syscall(SYS_getpid); }
+
+void os_file_close(int fd) {
+  int saved = errno;
+  syscall(SYS_close, fd);
+  errno = saved;
+}
+
+bool os_copy_file(const char *path, int fd) {
+  int saved = errno;
+  long in = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  if (in < 0) {
+    errno = saved;
+    return false;
+  }
+  char buf[4096];
+  long n;
+  while ((n = syscall(SYS_read, (int)in, buf, sizeof buf)) > 0) os_write(fd, buf, (size_t)n);
+  syscall(SYS_close, (int)in);
+  errno = saved;
+  return n == 0;
+}
+
+int os_backtrace(void **pcs, int max) {
+  int saved = errno;
+  int n = backtrace(pcs, max);
+  errno = saved;
+  return n < 0 ? 0 : n;
+}
+
+void os_backtrace_prime(void) {
+  void *pcs[4];
+  os_backtrace(pcs, 4);
+}
+
+typedef struct object_search_s {
+  uintptr_t code, lo, hi;
+  int index;
+  bool found, is_program;
+} object_search_t;
+
+static int object_search_one(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  object_search_t *s = data;
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD) continue;
+    uintptr_t start = info->dlpi_addr + ph->p_vaddr, end = start + ph->p_memsz;
+    if (start < lo) lo = start;
+    if (end > hi) hi = end;
+  }
+  if (s->index++, s->code < lo || s->code >= hi) return 0;
+  s->is_program = s->index == 1; /* dl_iterate_phdr reports the program first */
+  s->lo = lo;
+  s->hi = hi;
+  s->found = true;
+  return 1;
+}
+
+bool os_object_range(const void *code, uintptr_t *lo, uintptr_t *hi, bool *is_program) {
+  object_search_t s = {(uintptr_t)code, 0, 0, 0, false, false};
+  int saved = errno;
+  dl_iterate_phdr(object_search_one, &s);
+  errno = saved;
+  *lo = s.lo;
+  *hi = s.hi;
+  *is_program = s.is_program;
+  return s.found;
+}
+
+void os_symbolize(const void *pc, const char **symbol, const char **object, uintptr_t *offset) {
+  Dl_info info;
+  int saved = errno;
+  int ok = dladdr(pc, &info);
+  errno = saved;
+  *symbol = NULL;
+  *object = NULL;
+  *offset = (uintptr_t)pc;
+  if (!ok) return;
+  *object = info.dli_fname;
+  if (info.dli_sname != NULL && info.dli_saddr != NULL) {
+    *symbol = info.dli_sname;
+    *offset = (uintptr_t)pc - (uintptr_t)info.dli_saddr;
+  } else if (info.dli_fbase != NULL) {
+    *offset = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
+  }
 }

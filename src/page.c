@@ -30,6 +30,7 @@ void page_init(gl_page_t *page, struct gl_heap_s *owner, uint8_t class_idx, bool
   page->kept_empty = 0;
   page->link.next = page->link.prev = NULL;
   page->notify_next = NULL;
+  page->sample_listed = page->sample_added = 0;
 }
 
 bool page_extend(gl_page_t *page) {
@@ -56,6 +57,7 @@ bool page_extend(gl_page_t *page) {
   ((gl_block_t *)last)->freed_mark = key;
   annotate_noaccess(first, (size_t)n * bs); /* until handed out */
   page->free = (gl_block_t *)first;
+  page->sample_listed = page->sample_added = 0;
   /* Remote threads read these in free's checks: relaxed atomic stores. */
   __atomic_store_n(&page->capacity, page->capacity + n, __ATOMIC_RELAXED);
   __atomic_store_n(&page->carved_limit, page_carved_limit(bs, page->capacity), __ATOMIC_RELAXED);
@@ -77,13 +79,35 @@ void page_relink(gl_page_t *page) {
   ((gl_block_t *)last)->freed_mark = key;
   annotate_noaccess(first, (size_t)page->capacity * bs);
   page->free = (gl_block_t *)first;
+  page->sample_listed = page->sample_added = 0;
 }
 
-void page_gather_frees(gl_page_t *page) {
-  if (page->local_free != NULL && page->free == NULL) {
+void page_cut_free(gl_page_t *page, size_t keep) {
+  gl_block_t *rest = page->free;
+  if (keep > 0) {
+    gl_block_t *last = page->free;
+    for (size_t i = 1; i < keep && last != NULL; i++) last = last->next;
+    if (last == NULL) return;
+    rest = last->next;
+    last->next = NULL;
+  } else {
+    page->free = NULL;
+  }
+  if (rest == NULL) return;
+  if (page->local_free != NULL) {
+    gl_block_t *tail = rest;
+    while (tail->next != NULL) tail = tail->next;
+    tail->next = page->local_free;
+  }
+  page->local_free = rest;
+}
+
+void page_gather_frees(gl_page_t *page, bool to_local) {
+  if (page->local_free != NULL && page->free == NULL && !to_local) {
     page->free = page->local_free;
     page->local_free = NULL;
     page->free_is_zero = 0;
+    page->sample_listed = page->sample_added = 0;
   }
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   if ((tf & ~GL_TF_STATE) == 0) return;
@@ -99,9 +123,16 @@ void page_gather_frees(gl_page_t *page) {
     count++;
   }
   gl_assert(count <= page->used);
+  page->used -= count;
+  if (to_local) {
+    tail->next = page->local_free;
+    page->local_free = head;
+    return;
+  }
+  if (page->free == NULL) page->sample_listed = page->sample_added = 0;
+  else page->sample_added += count;
   tail->next = page->free;
   page->free = head;
-  page->used -= count;
   page->free_is_zero = 0;
 }
 

@@ -42,6 +42,29 @@ GL_INLINE bool page_block_is_free(const gl_page_t *page, const void *block) {
   return ((const gl_block_t *)block)->freed_mark == page->key;
 }
 
+/* A block handed out at an interior address (memalign; a block sampled by the heap
+ * profiler, 16 bytes in) carries in its first word a tag naming that address,
+ * keyed so that stale data does not match by accident; its page is flagged
+ * has_aligned.  Only that address frees the block, and never on free's fast path
+ * (it is not a block start). */
+GL_INLINE uintptr_t page_interior_tag(const gl_page_t *page, const void *interior) {
+  return (uintptr_t)interior ^ page->key;
+}
+GL_INLINE void page_tag_interior(gl_page_t *page, void *block, void *interior) {
+  ((gl_block_t *)block)->next = (gl_block_t *)page_interior_tag(page, interior);
+  if (!__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED)) __atomic_store_n(&page->has_aligned, 1, __ATOMIC_RELAXED);
+}
+
+/* Blocks on the page's free list (the owner's view). */
+GL_INLINE size_t page_free_count(const gl_page_t *page) {
+  /* Blocks not handed out are on free or local_free (remote frees still count in
+   * used until gathered). */
+  if (page->local_free == NULL) return page->capacity - page->used;
+  size_t n = 0;
+  for (const gl_block_t *b = page->free; b != NULL; b = b->next) n++;
+  return n;
+}
+
 /* Zeroes a block just taken from page->free for calloc: blocks carved from memory
  * the kernel zeroed need only their link cleared (the freed mark is cleared by the
  * taker). */
@@ -60,8 +83,13 @@ GL_HIDDEN bool page_extend(gl_page_t *page);
  * page's current key): the page of a destroyed first-class heap, ready for the
  * next one. */
 GL_HIDDEN void page_relink(gl_page_t *page);
-/* Moves the owner's and other threads' frees back to where malloc finds them. */
-GL_HIDDEN void page_gather_frees(gl_page_t *page);
+/* Keeps the first `keep` blocks of the free list and moves the rest to the front
+ * of local_free, where the next refill finds them (the heap profiler's cut). */
+GL_HIDDEN void page_cut_free(gl_page_t *page, size_t keep);
+/* Moves the owner's and other threads' frees back to where malloc finds them; with
+ * to_local, other threads' frees join local_free and `free` is left alone (a sweep
+ * while the heap profiler samples: only a charged hand-over may fill `free`). */
+GL_HIDDEN void page_gather_frees(gl_page_t *page, bool to_local);
 /* A free from a thread that does not own the page. */
 GL_HIDDEN void page_free_remote(gl_page_t *page, gl_block_t *block);
 /* Debug validator: counts and lists of a page in use agree. */

@@ -6,6 +6,7 @@
 
 #include "alloc.h"
 #include "check.h"
+#include "profile.h"
 
 static void *realloc_checked(gl_heap_t *heap, void *p, size_t size);
 
@@ -38,7 +39,10 @@ static void *realloc_checked(gl_heap_t *heap, void *p, size_t size) {
   if (page == NULL) {
     gl_segment_t *seg = segment_find(p);
     void *resized = GL_VALGRIND ? NULL : large_resize(seg, p, size);
-    if (resized != NULL) return resized;
+    if (resized != NULL) {
+      if (gl_unlikely(profile_has_live())) profile_moved(p, resized, size);
+      return resized;
+    }
     usable = seg->large_usable;
   } else {
     usable = page->block_size - (size_t)((uint8_t *)p - (uint8_t *)start);

@@ -184,7 +184,13 @@ typedef struct gl_page_s {
   uint32_t capacity;      /* blocks carved so far (the free list grows lazily) */
   gl_link_t link;         /* in use: class queue or full list; dirty: purge queue */
   struct gl_page_s *notify_next; /* owner->notified stack */
-  uint64_t dirty_since;          /* ms: when it became dirty (it waits purge_delay_ms) */
+  union {
+    uint64_t dirty_since; /* unused and dirty: ms when it became so (it waits purge_delay_ms) */
+    struct {              /* in use, heap profiler on (heap.c, "Sampling"): */
+      uint32_t sample_listed; /* blocks of `free` charged when it was handed over */
+      uint32_t sample_added;  /* blocks gathered onto `free` since */
+    };
+  };
 } gl_page_t;
 
 _Static_assert(sizeof(gl_page_t) == 128, "page descriptors are two cache lines");
@@ -277,6 +283,8 @@ typedef struct gl_heap_s {
   uint64_t next_sweep_ms;             /* next sweep of remote frees and empty pages */
   uint32_t slow_calls;
   uint8_t first_class;                /* made by galleon_heap_new, not a thread's */
+  uint32_t sample_generation;         /* heap profiler: the start that drew sample_left */
+  int64_t sample_left;                /* heap profiler: bytes to allocate before the next sample */
   gl_list_t large_blocks;             /* first-class: its large segments (under segs.lock) */
   _Atomic(int) state;                 /* gl_heap_state_t */
   struct gl_heap_s *all_next;         /* every heap ever made (never freed) */
