@@ -10,8 +10,16 @@ import time
 from .paths import LIBDIR, ROOT, log
 
 # name: what the reports call it; lib: the library to preload (None = glibc, no
-# preload); shown: the path to print in commands (the original of a pinned copy)
-Allocator = collections.namedtuple("Allocator", "name lib shown")
+# preload); shown: the path to print in commands (the original of a pinned copy);
+# env: variables set for its runs (a variant of Galleon), or None
+Allocator = collections.namedtuple("Allocator", "name lib shown env", defaults=(None,))
+
+# Variants of Galleon, run only when --allocators names them: the same library with
+# options set.  The file is written (and overwritten) by every run; its contents do
+# not matter here, writing it is part of the cost measured.
+VARIANTS = {
+    "galleon-profile": lambda workdir: {"GALLEON_PROFILE": os.path.join(workdir, "galleon-profile.prof")},
+}
 
 PEERS = (  # name, candidate file names in LIBDIR, first one that exists wins
     ("jemalloc", ["libjemalloc.so.2"]),
@@ -71,6 +79,17 @@ def find_allocators(galleon):
         else:
             log("WARNING: %s not found in %s: skipped (apt-get install libjemalloc2 "
                 "libtcmalloc-minimal4 libmimalloc2.0)" % (name, LIBDIR))
+    return allocs
+
+
+def add_variants(allocs, wanted, workdir):
+    """Appends the Galleon variants named in `wanted` (after Galleon was pinned)."""
+    galleon = next((a for a in allocs if a.name == "galleon"), None)
+    for name in wanted:
+        if name in VARIANTS:
+            if galleon is None:
+                raise SystemExit("%s needs Galleon's library, which was not found" % name)
+            allocs.append(Allocator(name, galleon.lib, galleon.shown, VARIANTS[name](workdir)))
     return allocs
 
 

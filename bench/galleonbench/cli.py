@@ -45,7 +45,8 @@ def parse_args(argv=None):
     ap.add_argument("--reps", type=int, help="repetitions (default: 1 quick, 5 full)")
     ap.add_argument("--out", help="output directory (default bench/results/<timestamp>)")
     ap.add_argument("--galleon", help="path of libgalleon.so (default build/libgalleon.so, or $GALLEON_LIB)")
-    ap.add_argument("--allocators", help="comma-separated subset of galleon,glibc,jemalloc,tcmalloc,mimalloc")
+    ap.add_argument("--allocators", help="comma-separated subset of galleon,glibc,jemalloc,tcmalloc,mimalloc, "
+                    "plus galleon-profile (Galleon with its heap profiler on: GALLEON_PROFILE)")
     ap.add_argument("--subject", help="allocator whose ratios are reported (default galleon)")
     ap.add_argument("--syscalls", action="store_true",
                     help="also count mmap/munmap/madvise/futex/... per run (one extra strace -f -c run per "
@@ -93,6 +94,7 @@ def main(argv=None):
         allocs, galleon_info = allocators.pin_galleon(allocs, ctx.work)
         if a.allocators:
             want = [x.strip() for x in a.allocators.split(",")]
+            allocs = allocators.add_variants(allocs, want, ctx.work)
             allocs = [x for x in allocs if x.name in want]
         names = [x.name for x in allocs]
         subject = a.subject or ("galleon" if "galleon" in names else None)

@@ -32,7 +32,7 @@ def preload_value(alloc):
 
 def shown_cmd(alloc, cmd, stdin_path=None, env=None):
     """The command to reproduce a run by hand (without the probe)."""
-    pre = "".join("%s=%s " % kv for kv in sorted((env or {}).items()))
+    pre = "".join("%s=%s " % kv for kv in sorted(dict(env or {}, **(alloc.env or {})).items()))
     if alloc.lib:
         pre += "LD_PRELOAD=%s " % alloc.shown
     return pre + " ".join(c if c else '""' for c in cmd) + (" < %s" % stdin_path if stdin_path else "")
@@ -72,6 +72,7 @@ class Launch:
 
     def start(self):
         env = base_env(self.env)
+        env.update(self.alloc.env or {})
         env["GALLEON_BENCH_PROBE"] = self.probe_file
         self.out = open(os.path.join(self.dir, "stdout"), "w+b")
         self.err = open(os.path.join(self.dir, "stderr"), "w+b")
