@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tool_test.py: the galleon command end to end (tests/tool).
 
-  tool_test.py CASE --tool GALLEON --probe PROBE --profile-probe PPROBE --source DIR
+  tool_test.py CASE --tool GALLEON --probe PROBE --profile-probe PPROBE --profile-probe-static SPROBE --source DIR
                --build DIR --work DIR --cmake CMAKE
 
 GALLEON is the build tree's copy of tools/galleon (next to libgalleon.so), run
@@ -29,7 +29,9 @@ tests/tool/profile_probe.c, also built without it.  CASE:
            symbols (addr2line), the allocator frame left out, --total, --top,
            --collapsed, --flame, --svg (google-pprof, and its fallback without
            it), frames without addr2line, and that google-pprof --text reads the
-           same file; then galleon run --profile over PPROBE checks the library's
+           same file; SPROBE (the probe with libgalleon.a linked in, so the
+           library's own frames stay in its stacks) must still show big_site <-
+           main first; then galleon run --profile over PPROBE checks the library's
            profile: big_site first by live bytes (64 MiB, within 30%), small_site
            after it, churn_site first with --total, the collapsed stacks, the
            flame graph, --svg, and google-pprof --text naming big_site first.
@@ -533,11 +535,28 @@ def check_profiled(a, skipped):
           (human(big), rows[0]["allocated"]))
 
 
+def check_profiled_static(a):
+    """Galleon linked into the program: the library keeps its own frames in the
+    stacks (it cannot tell them from the program's), galleon report skips them."""
+    prof = os.path.join(a.work, "static.prof")
+    if os.path.exists(prof):
+        os.unlink(prof)
+    run([a.profile_probe_static], env=env_without_galleon({"GALLEON_PROFILE": prof}))
+    check(os.path.isfile(prof), "profile_probe (libgalleon.a) with GALLEON_PROFILE=%s wrote no profile" % prof)
+    first, rows = parse_table(report(a, [prof]).stdout)
+    check(rows and re.search(r"^big_site \(profile_probe\.c:\d+\) <- main", rows[0]["site"]),
+          "linked-in Galleon: the top site is not big_site <- main: %s\n%s" % (first, rows))
+    check(abs(to_bytes(rows[0]["live"]) - 64 * MiB) <= 0.3 * 64 * MiB,
+          "linked-in Galleon: big_site holds 64 MiB, estimated %s" % rows[0]["live"])
+
+
 def case_report(a):
     os.makedirs(a.work, exist_ok=True)
     skipped = []
     check_synthetic(a, skipped)
     print("  report: synthetic profile: estimates, symbols, --total, --top, --collapsed, --flame, fallbacks")
+    check_profiled_static(a)
+    print("  report: Galleon linked into the program: its own frames skipped")
     check_profiled(a, skipped)
     for part in skipped:
         print("  report: skipped: %s" % part)
@@ -572,7 +591,8 @@ CASES = {"cli": case_cli, "run": case_run, "heapmap": case_heapmap, "report": ca
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("case", choices=sorted(CASES))
-    for opt in ("--tool", "--probe", "--profile-probe", "--source", "--build", "--work", "--cmake"):
+    for opt in ("--tool", "--probe", "--profile-probe", "--profile-probe-static", "--source", "--build", "--work",
+                "--cmake"):
         p.add_argument(opt, required=True)
     a = p.parse_args()
     try:
