@@ -3,16 +3,19 @@
  * rest of the allocation layer (layer 9): free's slow path and the one validity
  * check (free.c), the memalign family (aligned.c), realloc (realloc.c).
  *
- * malloc, sizes up to GL_DIRECT_MAX (14 instructions): TLS load, table lookup, pop
- * the page's free list, count, clear the freed mark.  Anything else -- empty list,
- * first call of a thread, bigger sizes -- goes to heap_malloc_refill.
+ * malloc, sizes up to GL_DIRECT_MAX (24 instructions): TLS load, table lookup, pop
+ * the page's free list -- the next link decoded and checked before it becomes the
+ * head (page.h, "Links and marks": 10 of the 24) --, count, clear the freed mark.
+ * Anything else -- empty list, first call of a thread, bigger sizes -- goes to
+ * heap_malloc_refill.
  *
- * free (37 instructions): the segment map says "small or medium segment" and gives
+ * free (41 instructions): the segment map says "small or medium segment" and gives
  * the page shift; the page descriptor is found by masking and shifting; one compare
  * says this thread owns the page and it is not on the full list; one multiply and
  * one compare say p is a block start among those carved; the block must not carry
- * the freed mark (a double free).  Push on local_free.  Everything else goes to
- * free_slow: remote frees, aligned blocks, large blocks, errors.
+ * its freed mark (a double free).  Mark it, push on local_free with its link
+ * encoded.  Everything else goes to free_slow: remote frees, aligned blocks, large
+ * blocks, errors.
  */
 #ifndef GALLEON_ALLOC_H
 #define GALLEON_ALLOC_H
@@ -52,7 +55,7 @@ GL_INLINE gl_block_t *alloc_direct_pop(gl_heap_t *heap, size_t size, gl_page_t *
   gl_page_t *page = heap->direct[(size + 15) >> 4];
   gl_block_t *block = page->free;
   if (gl_likely(block != NULL)) {
-    page->free = block->next;
+    page->free = page_block_next(page, block); /* decoded and checked (page.h) */
     page->used++;
     block->freed_mark = 0;
   }
@@ -97,10 +100,10 @@ GL_INLINE void alloc_free_plain(void *p) {
     /* Local owner, not on the full list, and p a block start. */
     if (gl_likely(__atomic_load_n(&page->fast_free_owner, __ATOMIC_RELAXED) == gl_tls_heap &&
                   page_is_block_start(page, p, true))) {
-      uintptr_t mark = page->key;
+      uintptr_t key = page->key, mark = page_freed_mark(key, block);
       if (gl_unlikely(block->freed_mark == mark)) free_double(p);
       block->freed_mark = mark;
-      block->next = page->local_free;
+      block->link = page_link_encode(key, block, page->local_free);
       page->local_free = block;
       if (gl_unlikely(--page->used == 0) && !page->kept_empty) heap_block_freed_last(p);
       return;

@@ -33,7 +33,7 @@ size_t gl_fmt_dec(char *buf, size_t at, size_t cap, size_t value) {
   return at;
 }
 
-void gl_fatal(const char *what, const void *ptr, const char *detail, const void *other) {
+void gl_fatal_note(const char *what, const void *ptr, const char *detail, const void *other, const char *note) {
   char line[256];
   size_t n = gl_fmt_str(line, 0, sizeof line, "galleon: error: ");
   n = gl_fmt_str(line, n, sizeof line, what);
@@ -41,9 +41,14 @@ void gl_fatal(const char *what, const void *ptr, const char *detail, const void 
   n = gl_fmt_hex(line, n, sizeof line, (uintptr_t)ptr);
   if (detail) n = gl_fmt_str(line, n, sizeof line, detail);
   if (other) n = gl_fmt_hex(line, n, sizeof line, (uintptr_t)other);
+  if (note) n = gl_fmt_str(line, n, sizeof line, note);
   line[n++] = '\n';
   os_write(2, line, n);
   abort();
+}
+
+void gl_fatal(const char *what, const void *ptr, const char *detail, const void *other) {
+  gl_fatal_note(what, ptr, detail, other, NULL);
 }
 
 void gl_assert_fail(const char *expr, const char *file, int line_no) {

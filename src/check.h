@@ -26,6 +26,10 @@
 GL_HIDDEN __attribute__((noreturn, cold)) void gl_fatal(const char *what, const void *ptr,
                                                          const char *detail,
                                                          const void *other);
+/* The same with `note` (when not NULL) after `other`. */
+GL_HIDDEN __attribute__((noreturn, cold)) void gl_fatal_note(const char *what, const void *ptr,
+                                                              const char *detail, const void *other,
+                                                              const char *note);
 GL_HIDDEN __attribute__((noreturn, cold)) void gl_assert_fail(const char *expr,
                                                                const char *file, int line);
 /* A one-line message on stderr (when verbose, or always for warnings). */

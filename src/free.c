@@ -31,7 +31,7 @@ gl_page_t *free_check_block(const void *p, const char *what, bool want_live, voi
       gl_fatal(what, p, ": block already freed", NULL);
     }
     if (block != p && !(__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED) &&
-                        (uintptr_t)((gl_block_t *)block)->next == page_interior_tag(page, p)))
+                        ((gl_block_t *)block)->link == page_interior_tag(page, p)))
       gl_fatal(what, p, ": interior pointer of the block at ", block);
     if (want_live && page_block_is_free(page, block)) gl_fatal(what, p, ": block already freed", NULL);
     *block_out = block;
@@ -58,10 +58,8 @@ static void free_block_in_page(void *p, gl_page_t *page, void *start) {
   gl_block_t *block = start;
   gl_heap_t *heap = gl_tls_heap;
   if (page->owner == heap) {
-    uintptr_t mark = page->key;
-    if (block->freed_mark == mark) free_double(p);
-    block->next = page->local_free;
-    block->freed_mark = mark;
+    if (page_block_is_free(page, block)) free_double(p);
+    page_block_push(page, block, page->local_free);
     page->local_free = block;
     page->used--;
     if (page->on_full_list) heap_page_unfull(heap, page);

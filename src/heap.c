@@ -56,6 +56,7 @@ void heap_process_init(void) {
     /* Nothing here allocates: sysconf, secure_getenv and pthread_key_create do not. */
     options_init();
     os_init();
+    page_secrets_init(false); /* before the first page key */
     direct_ranges_init();
     purge_set_collector(heap_purger_sweep);
     thread_key_ok = pthread_key_create(&thread_key, heap_thread_done) == 0;
@@ -329,8 +330,8 @@ void heap_trim_all(size_t keep) {
 /* ---- The slow path of malloc ---- */
 
 static uint64_t next_key(gl_heap_t *heap) {
-  /* xorshift64*: page keys need to be unpredictable to a careless program, not to
-   * an attacker; the generator is seeded from getrandom. */
+  /* xorshift64*, seeded from getrandom: one output gives away the state, so the
+   * page key is this draw mixed with a process secret (page_init, page.c). */
   uint64_t x = heap->rng;
   x ^= x >> 12;
   x ^= x << 25;
@@ -366,7 +367,7 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
   bool is_zero = false;
   page = purge_page_alloc(&heap->purge, heap, sizeclass_kind(cls), &is_zero);
   if (page == NULL) return NULL;
-  page_init(page, heap, (uint8_t)cls, is_zero, (uintptr_t)next_key(heap));
+  page_init(page, heap, (uint8_t)cls, is_zero, next_key(heap));
   page_extend(page);
   class_queue_push(heap, page, true);
   gl_validate(page_is_valid(page));
@@ -376,7 +377,7 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
 /* Hands out the first block of page->free, which is not empty. */
 GL_INLINE void *page_take_block(gl_page_t *page, size_t size, bool zero) {
   gl_block_t *block = page->free;
-  page->free = block->next;
+  page->free = page_block_next(page, block); /* decoded and checked (page.h) */
   page->used++;
   if (zero) page_block_zero(page, block, size);
   block->freed_mark = 0;
@@ -773,8 +774,7 @@ void heap_first_class_destroy(gl_heap_t *heap) {
       atomic_store_explicit(&page->thread_free, GL_TF_NORMAL, memory_order_relaxed);
       page->has_aligned = 0;
       page->free_is_zero = 0;
-      page->key = (uintptr_t)next_key(heap);
-      page_relink(page);
+      page_relink(page, next_key(heap)); /* a new key: stale frees are double frees */
       if (!page->kept_empty) {
         page->kept_empty = 1;
         heap->kept_bytes += segment_page_area(page);
@@ -832,7 +832,25 @@ static void heap_lose(gl_heap_t *heap) {
   if (heap == gl_tls_heap) gl_tls_heap = &gl_heap_empty;
 }
 
+/* A fork child must not make the page keys its parent (or a sibling) makes next:
+ * it draws a new process secret for page keys (page.c) and reseeds every heap's
+ * generator from one getrandom call.  A generator is a plain word that only its
+ * owner changes, and no thread but this one exists any more: writing it is safe
+ * even in a heap that is lost.  Pages already made keep their keys (page.c). */
+static void heap_fork_rekey(void) {
+  page_secrets_init(true);
+  uint64_t seed = os_random();
+  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) {
+    /* splitmix64: a distinct, nonzero state per heap from one seed. */
+    uint64_t z = (seed += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    h->rng = (z ^ (z >> 31)) | 1;
+  }
+}
+
 static void heap_fork_child(void) {
+  heap_fork_rekey();
   if (!gl_mutex_was_free_at_fork(&registry_lock)) {
     /* Mid-adoption, abandonment or heap creation: forget the abandoned list and the
      * rest of the pool chunk.  The list of all heaps is append-only and published

@@ -6,7 +6,39 @@
 #include "page.h"
 #include "sizeclass.h"
 
-void page_init(gl_page_t *page, struct gl_heap_s *owner, uint8_t class_idx, bool mem_is_zero, uintptr_t key) {
+/* ---- Keys ----
+ * Per-process secrets, in Galleon's own data (.bss), not in a segment beside the
+ * heap memory they protect:
+ *   secret_key  mixed into every page key when the page is set up, so a page key
+ *               is neither a bare output of its heap's generator (xorshift: one
+ *               output gives the state, and the next keys) nor known to a parent
+ *               process for a page its fork child made;
+ *   secret_tag  mixed into interior tags only (page.h).
+ * Both come from getrandom at process start (heap_process_init).  A fork child
+ * draws a new secret_key (and heap.c reseeds the heaps' generators), so the pages
+ * it makes get keys its parent never had.  It keeps secret_tag, and the pages it
+ * inherited keep their keys: the links and marks in their free blocks are encoded
+ * under them, and re-encoding every list would touch all free memory. */
+static uint64_t secret_key, secret_tag;
+
+void page_secrets_init(bool fork_child) {
+  secret_key = os_random();
+  if (!fork_child) secret_tag = os_random();
+}
+
+/* Odd: the marks block * key of distinct blocks differ, and none is 0. */
+static uintptr_t page_key(uint64_t random) { return (uintptr_t)((random ^ secret_key) | 1); }
+
+uintptr_t page_interior_tag(const gl_page_t *page, const void *interior) {
+  return (uintptr_t)interior ^ page->key ^ (uintptr_t)secret_tag;
+}
+
+void page_bad_link(const gl_page_t *page, uintptr_t link) {
+  gl_fatal_note("heap corruption in the free list of the page at", page->start, ": bad link ", (const void *)link,
+                " (a write after free or an overflow)");
+}
+
+void page_init(gl_page_t *page, struct gl_heap_s *owner, uint8_t class_idx, bool mem_is_zero, uint64_t random) {
   size_t bs = sizeclass_block_size(class_idx);
   uint32_t reserved = (uint32_t)(segment_page_area(page) / bs);
   gl_assert(reserved >= 1);
@@ -21,7 +53,7 @@ void page_init(gl_page_t *page, struct gl_heap_s *owner, uint8_t class_idx, bool
   page->has_aligned = 0;
   page->free_is_zero = 0;
   page->mem_is_zero = mem_is_zero;
-  page->key = key;
+  page->key = page_key(random);
   page->local_free = NULL;
   atomic_store_explicit(&page->thread_free, GL_TF_NORMAL, memory_order_relaxed);
   page->block_size = (uint32_t)bs;
@@ -31,6 +63,18 @@ void page_init(gl_page_t *page, struct gl_heap_s *owner, uint8_t class_idx, bool
   page->link.next = page->link.prev = NULL;
   page->notify_next = NULL;
   page->sample_listed = page->sample_added = 0;
+}
+
+/* Links the blocks first .. last (bs apart) in address order, each marked free and
+ * its link encoded (page.h); the last ends the list. */
+static void page_carve(const gl_page_t *page, uint8_t *first, uint8_t *last, size_t bs) {
+  uintptr_t key = page->key;
+  for (uint8_t *b = first; b < last; b += bs) {
+    ((gl_block_t *)b)->link = page_link_encode(key, b, b + bs);
+    ((gl_block_t *)b)->freed_mark = page_freed_mark(key, b);
+  }
+  ((gl_block_t *)last)->link = page_link_encode(key, last, NULL);
+  ((gl_block_t *)last)->freed_mark = page_freed_mark(key, last);
 }
 
 bool page_extend(gl_page_t *page) {
@@ -46,15 +90,9 @@ bool page_extend(gl_page_t *page) {
   if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
   uint8_t *first = page->start + (size_t)page->capacity * bs;
   uint8_t *last = first + (size_t)(n - 1) * bs;
-  uintptr_t key = page->key;
   /* Carved blocks carry the freed mark: a free() of one that was never handed out
    * is a double free, not a second copy of it on the list. */
-  for (uint8_t *b = first; b < last; b += bs) {
-    ((gl_block_t *)b)->next = (gl_block_t *)(b + bs);
-    ((gl_block_t *)b)->freed_mark = key;
-  }
-  ((gl_block_t *)last)->next = NULL;
-  ((gl_block_t *)last)->freed_mark = key;
+  page_carve(page, first, last, bs);
   annotate_noaccess(first, (size_t)n * bs); /* until handed out */
   page->free = (gl_block_t *)first;
   page->sample_listed = page->sample_added = 0;
@@ -65,18 +103,13 @@ bool page_extend(gl_page_t *page) {
   return true;
 }
 
-void page_relink(gl_page_t *page) {
+void page_relink(gl_page_t *page, uint64_t random) {
+  page->key = page_key(random);
   page->free = NULL;
   if (page->capacity == 0) return;
   size_t bs = page->block_size;
-  uintptr_t key = page->key;
   uint8_t *first = page->start, *last = first + (size_t)(page->capacity - 1) * bs;
-  for (uint8_t *b = first; b < last; b += bs) {
-    ((gl_block_t *)b)->next = (gl_block_t *)(b + bs);
-    ((gl_block_t *)b)->freed_mark = key;
-  }
-  ((gl_block_t *)last)->next = NULL;
-  ((gl_block_t *)last)->freed_mark = key;
+  page_carve(page, first, last, bs);
   annotate_noaccess(first, (size_t)page->capacity * bs);
   page->free = (gl_block_t *)first;
   page->sample_listed = page->sample_added = 0;
@@ -86,18 +119,20 @@ void page_cut_free(gl_page_t *page, size_t keep) {
   gl_block_t *rest = page->free;
   if (keep > 0) {
     gl_block_t *last = page->free;
-    for (size_t i = 1; i < keep && last != NULL; i++) last = last->next;
+    for (size_t i = 1; i < keep && last != NULL; i++) last = page_block_next(page, last);
     if (last == NULL) return;
-    rest = last->next;
-    last->next = NULL;
+    rest = page_block_next(page, last);
+    page_block_set_next(page, last, NULL);
   } else {
     page->free = NULL;
   }
   if (rest == NULL) return;
   if (page->local_free != NULL) {
     gl_block_t *tail = rest;
-    while (tail->next != NULL) tail = tail->next;
-    tail->next = page->local_free;
+    uint32_t n = 1;
+    for (gl_block_t *next; (next = page_block_next(page, tail)) != NULL; tail = next)
+      if (gl_unlikely(++n > page->capacity)) page_bad_link(page, (uintptr_t)next); /* a cycle */
+    page_block_set_next(page, tail, page->local_free);
   }
   page->local_free = rest;
 }
@@ -115,23 +150,26 @@ void page_gather_frees(gl_page_t *page, bool to_local) {
   while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & GL_TF_STATE,
                                                 memory_order_acquire, memory_order_relaxed)) {
   }
+  /* The head is metadata, pushed by page_free_remote after free checked the
+   * block; the links behind it are in the blocks, checked as they are followed.
+   * More blocks than are handed out means a cycle: a forged link again. */
   gl_block_t *head = (gl_block_t *)(tf & ~GL_TF_STATE);
   gl_block_t *tail = head;
   uint32_t count = 1;
-  while (tail->next != NULL) {
-    tail = tail->next;
-    count++;
+  for (gl_block_t *next; (next = page_block_next(page, tail)) != NULL; count++) {
+    if (gl_unlikely(count >= page->used)) page_bad_link(page, (uintptr_t)next);
+    tail = next;
   }
   gl_assert(count <= page->used);
   page->used -= count;
   if (to_local) {
-    tail->next = page->local_free;
+    page_block_set_next(page, tail, page->local_free);
     page->local_free = head;
     return;
   }
   if (page->free == NULL) page->sample_listed = page->sample_added = 0;
   else page->sample_added += count;
-  tail->next = page->free;
+  page_block_set_next(page, tail, page->free);
   page->free = head;
   page->free_is_zero = 0;
 }
@@ -141,14 +179,14 @@ void page_gather_frees(gl_page_t *page, bool to_local) {
  * block back. */
 void page_free_remote(gl_page_t *page, gl_block_t *block) {
   uintptr_t addr = (uintptr_t)block;
-  uintptr_t mark = page->key;
+  uintptr_t key = page->key, mark = page_freed_mark(key, block);
   if (gl_unlikely(block->freed_mark == mark)) gl_fatal("double free of", block, NULL, NULL);
   block->freed_mark = mark;
   uintptr_t old = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   uintptr_t desired;
   do {
     uintptr_t state = old & GL_TF_STATE;
-    block->next = (gl_block_t *)(old & ~GL_TF_STATE);
+    block->link = page_link_encode(key, block, (const void *)(old & ~GL_TF_STATE));
     desired = addr | (state == GL_TF_FULL ? GL_TF_NOTIFIED : state);
     /* acq_rel: the block's contents are published to the owner (release), and if we
      * take the FULL -> NOTIFIED step we see the owner's last use of notify_next. */
@@ -175,7 +213,7 @@ bool page_is_valid(const gl_page_t *page) {
   uint32_t listed = 0;
   const gl_block_t *lists[2] = {page->free, page->local_free};
   for (int l = 0; l < 2; l++) {
-    for (const gl_block_t *b = lists[l]; b != NULL; b = b->next) {
+    for (const gl_block_t *b = lists[l]; b != NULL; b = page_block_next(page, b)) {
       if (!page_is_block_start(page, b, true) || !page_block_is_free(page, b)) return false;
       if (++listed > page->capacity) return false; /* a cycle */
     }

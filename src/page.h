@@ -36,22 +36,112 @@ GL_INLINE uint64_t page_carved_limit(size_t d, uint32_t capacity) {
   return (uint64_t)capacity * (uint64_t)(d * page_block_magic(d));
 }
 
+/* ---- Links and marks (Galleon issue #9) ----
+ * A free block's two words are what a write after free or an overflow reaches,
+ * so neither holds a plain pointer or a plain secret:
+ *
+ *   link = next ^ block ^ K      the next block of its list (next: NULL at the end)
+ *   mark = block * K (mod 2^64)  "this block is free" (the double-free test)
+ *
+ * K is page->key: a draw from the heap's generator (seeded by getrandom) mixed
+ * with a per-process secret kept in Galleon's own data, never in a segment
+ * (page.c, "Keys"); it is odd, so the marks of two blocks differ and none is 0,
+ * the mark of an allocated block.  The list heads (page->free, local_free and the
+ * thread_free word) are metadata outside user memory and stay plain.
+ *
+ * Every link is decoded and checked where it is loaded, before it becomes a list
+ * head or is followed: NULL, or the start of a block the page has carved
+ * (page_link_ok: a subtract, a bound, a multiply, a compare).  Anything else is heap
+ * corruption: one line on stderr and abort() (page_bad_link) -- never a forged
+ * address handed out, never a wild read.  The check is the guarantee; the
+ * encoding makes blind writes fail it.
+ *
+ * What an attacker gets:
+ *  - Writing without reading (a write after free, an overflow into a free
+ *    neighbour, garbage): the value written decodes to itself ^ block ^ K, a
+ *    random address that passes with a chance of about capacity / 2^63 (< 2^-50)
+ *    -- a raw pointer to a live block of the same page included.
+ *  - Reading one free block: the mark shows no key by itself (the old mark was
+ *    page->key in plain text), the link ends a list with block ^ K rather than K,
+ *    and link ^ mark does not cancel K (it would with mark = block ^ K, handing
+ *    out `next` in plain text).  But one who knows the block's address solves
+ *    the mark (or a list's last link) for K; one who reads a carved block never
+ *    handed out (next = block + size: next ^ block is small) learns K's upper
+ *    bits, and the rest from its mark by trying.  A few instructions cannot hide
+ *    a key from a reader.  What a reader who knows K can forge is still bounded by
+ *    the check: links of that page only, to block starts among its carved blocks
+ *    -- at worst a block of the same page handed out twice, never an address
+ *    outside it.  Other pages' keys are unrelated, and so are those of pages a
+ *    fork child makes (it draws a new process secret and reseeds its heaps; pages
+ *    it inherited keep their keys: re-encoding their lists would touch all free
+ *    memory of the process).
+ * Cost: malloc's pop decodes (two XORs) and checks (seven instructions; NULL
+ * takes the check's out-of-line branch); free's push encodes (two XORs), and
+ * its mark is one multiply. */
+
+/* The one line for a link that fails the check; `link` as decoded. */
+GL_HIDDEN void page_bad_link(const gl_page_t *page, uintptr_t link) __attribute__((noreturn, cold));
+
+GL_INLINE uintptr_t page_link_encode(uintptr_t key, const void *block, const void *next) {
+  return (uintptr_t)next ^ (uintptr_t)block ^ key;
+}
+
+/* A decoded link may become a list head: NULL or the start of a block the page
+ * has carved.  page_is_block_start is exact for offsets within a page (below
+ * 2^19: the argument above, with q * e < 2^20), not for any 64-bit value -- a
+ * wrapped product lets through some offsets far outside -- so the offset is
+ * bounded first: one compare with a constant.  NULL fails the bound and is told
+ * apart there, off the hot path (the ternary keeps gcc from mixing the two
+ * tests).  tests/unit checks it on every in-page offset, on every far offset
+ * the multiply alone lets through, and on random values. */
+GL_INLINE bool page_link_ok(const gl_page_t *page, uintptr_t next) {
+  uint64_t offset = next - (uintptr_t)page->start;
+  return gl_likely(offset < ((uint64_t)1 << GL_MEDIUM_PAGE_SHIFT)) ? page_is_block_start(page, (const void *)next, true)
+                                                                   : next == 0;
+}
+
+/* The block after `block` on a list of the page (NULL at its end), decoded and
+ * checked.  Owner only (as every walk of the lists is). */
+GL_INLINE gl_block_t *page_block_next(const gl_page_t *page, const gl_block_t *block) {
+  uintptr_t next = block->link ^ (uintptr_t)block ^ page->key;
+  /* An empty asm: gcc would otherwise test next == 0 as "link ^ block == key",
+   * keeping both in registers (two more instructions on malloc's path). */
+  __asm__("" : "+r"(next));
+  if (gl_unlikely(!page_link_ok(page, next))) page_bad_link(page, next);
+  return (gl_block_t *)next;
+}
+
+GL_INLINE void page_block_set_next(const gl_page_t *page, gl_block_t *block, const gl_block_t *next) {
+  block->link = page_link_encode(page->key, block, next);
+}
+
+/* The freed mark of a block under key `key`. */
+GL_INLINE uintptr_t page_freed_mark(uintptr_t key, const void *block) { return (uintptr_t)block * key; }
+
 /* A block is free (on one of its page's lists, or carved and never handed out)
- * exactly when its second word holds the page key. */
+ * exactly when its second word holds its freed mark. */
 GL_INLINE bool page_block_is_free(const gl_page_t *page, const void *block) {
-  return ((const gl_block_t *)block)->freed_mark == page->key;
+  return ((const gl_block_t *)block)->freed_mark == page_freed_mark(page->key, block);
+}
+
+/* Marks a block free and links it in front of `next` (the push of every free). */
+GL_INLINE void page_block_push(const gl_page_t *page, gl_block_t *block, const gl_block_t *next) {
+  uintptr_t key = page->key;
+  block->freed_mark = page_freed_mark(key, block);
+  block->link = page_link_encode(key, block, next);
 }
 
 /* A block handed out at an interior address (memalign; a block sampled by the heap
- * profiler, 16 bytes in) carries in its first word a tag naming that address,
- * keyed so that stale data does not match by accident; its page is flagged
- * has_aligned.  Only that address frees the block, and never on free's fast path
- * (it is not a block start). */
-GL_INLINE uintptr_t page_interior_tag(const gl_page_t *page, const void *interior) {
-  return (uintptr_t)interior ^ page->key;
-}
+ * profiler, 16 bytes in) carries in its first word a tag naming that address; its
+ * page is flagged has_aligned.  Only that address frees the block, and never on
+ * free's fast path (it is not a block start).  The tag is keyed by page->key (stale
+ * data does not match by accident) and by a process secret of its own (page.c), so
+ * that the owner of such a block, who knows the address, cannot solve its tag for
+ * page->key.  Read as a link it decodes to interior ^ block ^ that secret, which
+ * fails the check: a tag is never taken for a link. */
+GL_HIDDEN uintptr_t page_interior_tag(const gl_page_t *page, const void *interior);
 GL_INLINE void page_tag_interior(gl_page_t *page, void *block, void *interior) {
-  ((gl_block_t *)block)->next = (gl_block_t *)page_interior_tag(page, interior);
+  ((gl_block_t *)block)->link = page_interior_tag(page, interior);
   if (!__atomic_load_n(&page->has_aligned, __ATOMIC_RELAXED)) __atomic_store_n(&page->has_aligned, 1, __ATOMIC_RELAXED);
 }
 
@@ -61,7 +151,8 @@ GL_INLINE size_t page_free_count(const gl_page_t *page) {
    * used until gathered). */
   if (page->local_free == NULL) return page->capacity - page->used;
   size_t n = 0;
-  for (const gl_block_t *b = page->free; b != NULL; b = b->next) n++;
+  for (const gl_block_t *b = page->free; b != NULL; b = page_block_next(page, b))
+    if (gl_unlikely(++n > page->capacity)) page_bad_link(page, (uintptr_t)b); /* a cycle */
   return n;
 }
 
@@ -69,20 +160,24 @@ GL_INLINE size_t page_free_count(const gl_page_t *page) {
  * the kernel zeroed need only their link cleared (the freed mark is cleared by the
  * taker). */
 GL_INLINE void page_block_zero(const gl_page_t *page, gl_block_t *block, size_t size) {
-  if (page->free_is_zero) block->next = NULL;
+  if (page->free_is_zero) block->link = 0;
   else memset(block, 0, size);
 }
 
-/* Sets up a page that just came into use for blocks of class_idx. */
+/* Draws the per-process secrets (os_random): at process start, and in a fork
+ * child (fork_child: only the one new page keys take, see page.c). */
+GL_HIDDEN void page_secrets_init(bool fork_child);
+/* Sets up a page that just came into use for blocks of class_idx; `random`: a
+ * draw of its heap's generator, from which the page key is made. */
 GL_HIDDEN void page_init(gl_page_t *page, struct gl_heap_s *owner, uint8_t class_idx, bool mem_is_zero,
-                         uintptr_t key);
+                         uint64_t random);
 /* Carves the next few blocks into the free list (about 4 KiB at a time, so memory
  * becomes resident only as it is used); false when the page is fully carved. */
 GL_HIDDEN bool page_extend(gl_page_t *page);
-/* Puts every block the page has carved on its free list (marked free under the
- * page's current key): the page of a destroyed first-class heap, ready for the
- * next one. */
-GL_HIDDEN void page_relink(gl_page_t *page);
+/* Gives the page a new key (made from `random`, as page_init) and puts every
+ * block it has carved on its free list, marked free under that key: the page of a
+ * destroyed first-class heap, ready for the next one. */
+GL_HIDDEN void page_relink(gl_page_t *page, uint64_t random);
 /* Keeps the first `keep` blocks of the free list and moves the rest to the front
  * of local_free, where the next refill finds them (the heap profiler's cut). */
 GL_HIDDEN void page_cut_free(gl_page_t *page, size_t keep);

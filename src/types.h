@@ -136,11 +136,13 @@ GL_INLINE void gl_list_remove(gl_list_t *list, gl_link_t *e) {
 
 /* ---- Blocks and pages ---- */
 
-/* A free block: the link, and a mark that says "this block is free" so a second
- * free of it is caught in O(1).  Every block is at least 16 bytes. */
+/* A free block: the link to the next block of its list, and a mark that says
+ * "this block is free" so a second free of it is caught in O(1).  Both are keyed
+ * (page.h, "Links and marks"): `link` is never a plain pointer, and only page.h's
+ * functions read or write it.  Every block is at least 16 bytes. */
 typedef struct gl_block_s {
-  struct gl_block_s *next;
-  uintptr_t freed_mark; /* page->key while free; 0 once allocated */
+  uintptr_t link;       /* the next block, encoded: page_block_next, page_block_set_next */
+  uintptr_t freed_mark; /* page_freed_mark() while free; 0 once allocated */
 } gl_block_t;
 
 /* page->thread_free holds the list head with this state in its low two bits. */
@@ -170,7 +172,7 @@ typedef struct gl_page_s {
   uint8_t *start;               /* first block */
   uint64_t block_magic;         /* floor((2^64 - 1) / block_size) + 2: see page_is_block_start */
   uint64_t carved_limit;        /* capacity * (block_size * block_magic mod 2^64); 0 unused */
-  uintptr_t key;                /* secret for freed marks */
+  uintptr_t key;                /* secret of the links and marks of its blocks (page.h) */
   gl_block_t *local_free;       /* frees by the owning thread */
   /* Second cache line: remote frees and slow paths. */
   struct gl_heap_s *owner;        /* NULL while the page is unused */

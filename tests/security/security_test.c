@@ -1,0 +1,400 @@
+/* security_test.c: the free lists resist the classic heap exploits (Galleon issue
+ * #9).  A write after free or an overflow that replaces the link word of a free
+ * block must never make malloc return an address the attacker chose -- not a
+ * global, not a live block of the same page -- and must never end in a bare
+ * SIGSEGV from following the link: Galleon stops with exactly one line,
+ *
+ *   galleon: error: heap corruption in the free list of the page at 0x...: bad
+ *   link 0x... (a write after free or an overflow)
+ *
+ * and abort().  Each attack runs in a forked child (run_child), which reports on
+ * stderr and exits with its own status when Galleon lets the attack through:
+ *   3  malloc returned the forged address, or one next to it (the old exploit)
+ *   4  malloc returned a block that is still live (an overlapping allocation)
+ *   5  the attacked block came back and malloc went on: nothing was caught
+ *   2  the test's own setup did not hold
+ *
+ * Cases:
+ *   local_free_forged   a freed 48-byte block (on local_free) gets &target as its
+ *                       link; malloc(48) until the block comes back, and once more
+ *   free_forged         the same on the page's `free` list (a refill moved it there)
+ *   thread_free_forged  the block freed by another thread (the remote list), then
+ *                       overwritten by the owner
+ *   live_block_forged   the link replaced by the raw address of a live block of
+ *                       the same page (a valid block start, but not encoded)
+ *   medium_forged       a 3000-byte block: malloc's refill path (page_take_block)
+ *   calloc_forged       the same attack through calloc's fast path
+ *   heap_forged         a first-class heap's block (galleon_heap_malloc)
+ *   overflow_8          a live block writes 8 bytes past its end into a freed
+ *                       neighbour's link
+ *   overflow_16         ... 16 bytes: the link and the freed mark
+ *   garbage_after_free  a freed block memset to 0x41 (the old code: SIGSEGV)
+ *   marks               two free blocks of one page hold different second words
+ *                       (freed marks), neither equal to the other's first word, and
+ *                       no first word holds a raw pointer (expected: exit 0)
+ *   double_free_reuse   free, reuse, free, free: "double free of P" as before
+ *   fork_rekey          two fork children make the same new page at the same
+ *                       address: its free blocks must differ between them (each
+ *                       child draws its own secrets for new pages)
+ *
+ * Output in the children goes through write(2): stdio would allocate. */
+#define _GNU_SOURCE 1
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "../test_util.h"
+
+static void *volatile sink;
+static void *opaque(void *p) {
+  sink = p;
+  return sink;
+}
+
+/* The address an attacker wants malloc to return: a global, far from any heap. */
+static uintptr_t target[8];
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n > sizeof buf - 2) n = (int)sizeof buf - 2;
+  buf[n++] = '\n';
+  ssize_t w = write(2, buf, (size_t)n);
+  (void)w;
+}
+
+#define SETUP(cond)                                   \
+  do {                                                \
+    if (!(cond)) {                                    \
+      say("security setup failed: %s", #cond);        \
+      _exit(2);                                       \
+    }                                                 \
+  } while (0)
+
+static void write_word(void *at, uintptr_t value) { memcpy(opaque(at), &value, sizeof value); }
+static uintptr_t read_word(const void *at) {
+  uintptr_t v;
+  memcpy(&v, opaque((void *)at), sizeof v);
+  return v;
+}
+
+/* A live block that must never be handed out again (set by a case, or NULL). */
+static void *live_block;
+
+static void check_returned(void *q) {
+  uintptr_t a = (uintptr_t)q, t = (uintptr_t)target;
+  if (a + 65536 > t && a < t + sizeof target + 65536) {
+    say("malloc returned %p, at or next to the forged address %p", q, (void *)target);
+    _exit(3);
+  }
+  if (live_block != NULL && q == live_block) {
+    say("malloc returned %p, a block that is still live", q);
+    _exit(4);
+  }
+}
+
+typedef enum { VIA_MALLOC, VIA_CALLOC, VIA_HEAP } via_t;
+static galleon_heap_t *attack_heap;
+
+static void *alloc_via(via_t via, size_t size) {
+  switch (via) {
+  case VIA_CALLOC: return calloc(1, size);
+  case VIA_HEAP: return galleon_heap_malloc(attack_heap, size);
+  default: return malloc(size);
+  }
+}
+
+/* Allocates `size` until the attacked block p comes back, then once more; the
+ * blocks are kept, so the lists only move forward.  Galleon must stop first. */
+static void alloc_until(via_t via, size_t size, void *p) {
+  for (long i = 0; i < 1000000; i++) {
+    void *q = alloc_via(via, size);
+    SETUP(q != NULL);
+    check_returned(q);
+    if (q == p) {
+      void *r = alloc_via(via, size);
+      if (r != NULL) check_returned(r);
+      say("the attacked block %p came back after %ld allocations and the next was %p: nothing caught", p,
+          i + 1, r);
+      _exit(5);
+    }
+  }
+  say("the attacked block %p never came back", p);
+  _exit(5);
+}
+
+/* ---- The attacks ---- */
+
+/* One block allocated (calloc or malloc), freed onto local_free, its link forged
+ * to point at `target`; then allocations of the size until it comes back. */
+static void forge_freed(int via, size_t size) {
+  char *p = via == VIA_CALLOC ? calloc(1, size) : malloc(size);
+  SETUP(p != NULL);
+  free(p);
+  write_word(p, (uintptr_t)target);
+  alloc_until(via, size, p);
+}
+
+static void local_free_forged(void *arg) { forge_freed(VIA_MALLOC, 48); }
+
+static void free_forged(void *arg) {
+  char *p = malloc(64), *q = malloc(64);
+  SETUP(p && q);
+  free(p);
+  free(q); /* local_free: q -> p */
+  /* The refill that hands q out again moves the list to `free`: p is its head. */
+  for (long i = 0;; i++) {
+    SETUP(i < 1000000);
+    void *r = malloc(64);
+    SETUP(r != NULL && r != p);
+    if (r == q) break;
+  }
+  write_word(p, (uintptr_t)target);
+  alloc_until(VIA_MALLOC, 64, p);
+}
+
+static void *free_two(void *arg) {
+  void **blocks = arg;
+  free(blocks[0]);
+  free(blocks[1]);
+  return NULL;
+}
+
+static void thread_free_forged(void *arg) {
+  void *blocks[2] = {malloc(80), malloc(80)};
+  SETUP(blocks[0] && blocks[1]);
+  pthread_t t;
+  SETUP(pthread_create(&t, NULL, free_two, blocks) == 0);
+  SETUP(pthread_join(t, NULL) == 0);
+  /* thread_free: blocks[1] -> blocks[0]; the owner now writes into the head. */
+  write_word(blocks[1], (uintptr_t)target);
+  alloc_until(VIA_MALLOC, 80, blocks[1]);
+}
+
+static void live_block_forged(void *arg) {
+  char *a = malloc(48), *p = malloc(48);
+  SETUP(a && p);
+  live_block = a;
+  free(p);
+  write_word(p, (uintptr_t)a); /* a real block start of the page, in plain text */
+  alloc_until(VIA_MALLOC, 48, p);
+}
+
+static void medium_forged(void *arg) { forge_freed(VIA_MALLOC, 3000); }
+
+static void calloc_forged(void *arg) { forge_freed(VIA_CALLOC, 160); }
+
+static void heap_forged(void *arg) {
+  attack_heap = galleon_heap_new();
+  SETUP(attack_heap != NULL);
+  char *keep = galleon_heap_malloc(attack_heap, 48), *p = galleon_heap_malloc(attack_heap, 48);
+  SETUP(keep && p);
+  free(p);
+  write_word(p, (uintptr_t)target);
+  alloc_until(VIA_HEAP, 48, p);
+}
+
+/* Two blocks of `size` with b right after a (b is then freed). */
+static void adjacent_pair(size_t size, char **a_out, char **b_out) {
+  for (int i = 0; i < 100000; i++) {
+    char *a = malloc(size), *b = malloc(size);
+    SETUP(a && b);
+    if (b == a + size) {
+      *a_out = a;
+      *b_out = b;
+      return;
+    }
+  }
+  SETUP(!"two adjacent blocks");
+}
+
+static void overflow(size_t size, size_t extra) {
+  char *a, *b;
+  adjacent_pair(size, &a, &b);
+  SETUP(malloc_usable_size(a) == size);
+  free(b);
+  live_block = a;
+  unsigned char data[256];
+  memset(data, 0x5a, size);
+  uintptr_t forged = (uintptr_t)target;
+  memcpy(data + size, &forged, sizeof forged);
+  memset(data + size + 8, 0x42, sizeof data - size - 8);
+  memcpy(opaque(a), data, size + extra); /* the bug: size + extra bytes into a */
+  alloc_until(VIA_MALLOC, size, b);
+}
+
+static void overflow_8(void *arg) { overflow(96, 8); }
+static void overflow_16(void *arg) { overflow(112, 16); }
+
+static void garbage_after_free(void *arg) {
+  char *p = malloc(128);
+  SETUP(p != NULL);
+  free(p);
+  memset(opaque(p), 0x41, 128);
+  alloc_until(VIA_MALLOC, 128, p);
+}
+
+/* The second word of a free block is its freed mark: it must not be one secret
+ * shared by the page (then two blocks would show the same), and the first word
+ * must not be a plain pointer. */
+static void marks(void *arg) {
+  char *a, *b;
+  adjacent_pair(192, &a, &b);
+  free(b);
+  free(a); /* local_free: a -> b -> ... */
+  uintptr_t link_a = read_word(a), mark_a = read_word(a + 8);
+  uintptr_t link_b = read_word(b), mark_b = read_word(b + 8);
+  bool ok = true;
+  if (mark_a == mark_b) {
+    say("the free blocks %p and %p hold the same mark %#lx", (void *)a, (void *)b, (unsigned long)mark_a);
+    ok = false;
+  }
+  if (mark_a == link_b || mark_b == link_a || mark_a == link_a || mark_b == link_b) {
+    say("a mark equals a link: %p holds %#lx %#lx, %p holds %#lx %#lx", (void *)a, (unsigned long)link_a,
+        (unsigned long)mark_a, (void *)b, (unsigned long)link_b, (unsigned long)mark_b);
+    ok = false;
+  }
+  /* a links to b: stored raw, it would read as b's address (or near it). */
+  uintptr_t words[4] = {link_a, mark_a, link_b, mark_b};
+  for (int i = 0; i < 4; i++) {
+    if (words[i] == 0 || (words[i] + ((uintptr_t)1 << 32) > (uintptr_t)a && words[i] < (uintptr_t)a + ((uintptr_t)1 << 32))) {
+      say("word %d of the free blocks %p, %p is %#lx: a plain pointer (or NULL)", i, (void *)a, (void *)b,
+          (unsigned long)words[i]);
+      ok = false;
+    }
+  }
+  _exit(ok ? 0 : 1);
+}
+
+static void double_free_reuse(void *arg) {
+  char *keep = malloc(48), *p = malloc(48);
+  SETUP(keep && p);
+  free(p);
+  for (long i = 0;; i++) {
+    SETUP(i < 1000000);
+    void *q = malloc(48);
+    SETUP(q != NULL);
+    if (q == p) break;
+  }
+  free(p);
+  free(opaque(p)); /* must abort here */
+  say("the double free of %p was not caught", (void *)p);
+  _exit(5);
+}
+
+/* A page this test never made before the fork: class 6144 (a 6000-byte request). */
+static void fork_new_page(void *arg) {
+  char *a = malloc(6000), *b = malloc(6000);
+  SETUP(a && b);
+  free(b);
+  say("%p %#lx %#lx", (void *)b, (unsigned long)read_word(b), (unsigned long)read_word(b + 8));
+  _exit(0);
+}
+
+/* ---- The parent ---- */
+
+static const char corruption_prefix[] = "galleon: error: heap corruption in the free list of the page at 0x";
+static const char corruption_middle[] = ": bad link 0x";
+static const char corruption_suffix[] = " (a write after free or an overflow)\n";
+
+static int failures;
+
+static void report(const char *name, const char *what, child_result_t *r) {
+  char how[128];
+  fprintf(stderr, "security: %s FAILED: %s; the child %s, its stderr:\n%s\n", name, what,
+          describe_status(r->status, how, sizeof how), r->err);
+  failures++;
+}
+
+static bool died_of_abort(child_result_t *r) { return WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGABRT; }
+
+static bool one_line(const char *s) {
+  const char *nl = strchr(s, '\n');
+  return nl != NULL && nl[1] == 0;
+}
+
+static void expect_corruption(const char *name, void (*fn)(void *)) {
+  child_result_t *r = malloc(sizeof *r);
+  CHECK(r != NULL);
+  CHECK(run_child(fn, NULL, 60, r) == 0);
+  const char *mid = strstr(r->err, corruption_middle);
+  size_t len = strlen(r->err), suf = strlen(corruption_suffix);
+  if (!died_of_abort(r)) report(name, "expected abort() after the heap corruption line", r);
+  else if (!one_line(r->err) || strncmp(r->err, corruption_prefix, strlen(corruption_prefix)) != 0 || mid == NULL ||
+           len < suf || strcmp(r->err + len - suf, corruption_suffix) != 0)
+    report(name, "expected exactly one line 'galleon: error: heap corruption in the free list ...'", r);
+  else printf("security: %-20s ok: %s", name, r->err);
+  free(r);
+}
+
+static void expect_exit0(const char *name, void (*fn)(void *)) {
+  child_result_t *r = malloc(sizeof *r);
+  CHECK(r != NULL);
+  CHECK(run_child(fn, NULL, 60, r) == 0);
+  if (!WIFEXITED(r->status) || WEXITSTATUS(r->status) != 0 || r->err_len != 0) report(name, "expected exit 0", r);
+  else printf("security: %-20s ok\n", name);
+  free(r);
+}
+
+static void expect_double_free(void) {
+  child_result_t *r = malloc(sizeof *r);
+  CHECK(r != NULL);
+  CHECK(run_child(double_free_reuse, NULL, 60, r) == 0);
+  if (!died_of_abort(r) || !one_line(r->err) || strncmp(r->err, "galleon: error: double free of 0x", 33) != 0)
+    report("double_free_reuse", "expected exactly 'galleon: error: double free of P'", r);
+  else printf("security: %-20s ok: %s", "double_free_reuse", r->err);
+  free(r);
+}
+
+/* Two children from the same parent state create the same page at the same
+ * address; its free block must read differently in each. */
+static void expect_rekey(void) {
+  child_result_t *r1 = malloc(sizeof *r1), *r2 = malloc(sizeof *r2);
+  CHECK(r1 && r2);
+  CHECK(run_child(fork_new_page, NULL, 60, r1) == 0);
+  CHECK(run_child(fork_new_page, NULL, 60, r2) == 0);
+  void *b1 = NULL, *b2 = NULL;
+  unsigned long l1 = 0, m1 = 0, l2 = 0, m2 = 0;
+  if (!WIFEXITED(r1->status) || WEXITSTATUS(r1->status) != 0 || sscanf(r1->err, "%p %lx %lx", &b1, &l1, &m1) != 3) {
+    report("fork_rekey", "the first child failed", r1);
+  } else if (!WIFEXITED(r2->status) || WEXITSTATUS(r2->status) != 0 ||
+             sscanf(r2->err, "%p %lx %lx", &b2, &l2, &m2) != 3) {
+    report("fork_rekey", "the second child failed", r2);
+  } else if (b1 != b2) {
+    /* Not the same address: nothing to compare (the heap was not deterministic). */
+    printf("security: %-20s skipped: the children's blocks differ (%p, %p)\n", "fork_rekey", b1, b2);
+  } else if (l1 == l2 || m1 == m2) {
+    fprintf(stderr,
+            "security: fork_rekey FAILED: the block %p of a page made after fork reads %#lx %#lx in one "
+            "child and %#lx %#lx in the other: the children share the page keys\n",
+            b1, l1, m1, l2, m2);
+    failures++;
+  } else {
+    printf("security: %-20s ok: %p reads %#lx %#lx and %#lx %#lx\n", "fork_rekey", b1, l1, m1, l2, m2);
+  }
+  free(r1);
+  free(r2);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  expect_corruption("local_free_forged", local_free_forged);
+  expect_corruption("free_forged", free_forged);
+  expect_corruption("thread_free_forged", thread_free_forged);
+  expect_corruption("live_block_forged", live_block_forged);
+  expect_corruption("medium_forged", medium_forged);
+  expect_corruption("calloc_forged", calloc_forged);
+  expect_corruption("heap_forged", heap_forged);
+  expect_corruption("overflow_8", overflow_8);
+  expect_corruption("overflow_16", overflow_16);
+  expect_corruption("garbage_after_free", garbage_after_free);
+  expect_exit0("marks", marks);
+  expect_double_free();
+  expect_rekey();
+  printf("security: %s\n", failures ? "FAILED" : "ok");
+  return failures != 0;
+}
