@@ -93,6 +93,16 @@ def add_variants(allocs, wanted, workdir):
     return allocs
 
 
+def pin_baseline(path, workdir):
+    """--baseline: a copy of another libgalleon.so, as allocator galleon-base."""
+    if not os.path.isfile(path):
+        raise SystemExit("--baseline %s: no such file" % path)
+    pinned = os.path.join(workdir, "libgalleon-base.so")
+    shutil.copy2(path, pinned)
+    log("galleon-base: %s, running a pinned copy" % path)
+    return Allocator("galleon-base", pinned, os.path.realpath(path))
+
+
 def pin_galleon(allocs, workdir):
     """Replace Galleon's library by a copy in workdir (a rebuild during a long run
     cannot mix versions).  Returns (allocs, info for results.json or None)."""

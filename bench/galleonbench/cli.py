@@ -47,6 +47,9 @@ def parse_args(argv=None):
     ap.add_argument("--galleon", help="path of libgalleon.so (default build/libgalleon.so, or $GALLEON_LIB)")
     ap.add_argument("--allocators", help="comma-separated subset of galleon,glibc,jemalloc,tcmalloc,mimalloc, "
                     "plus galleon-profile (Galleon with its heap profiler on: GALLEON_PROFILE)")
+    ap.add_argument("--baseline", metavar="PATH",
+                    help="another libgalleon.so (an earlier build) run as allocator galleon-base, interleaved with "
+                         "the others: a change measured against what it changes")
     ap.add_argument("--subject", help="allocator whose ratios are reported (default galleon)")
     ap.add_argument("--syscalls", action="store_true",
                     help="also count mmap/munmap/madvise/futex/... per run (one extra strace -f -c run per "
@@ -92,8 +95,10 @@ def main(argv=None):
         build.build_programs()
         allocs = allocators.find_allocators(allocators.galleon_path(a.galleon))
         allocs, galleon_info = allocators.pin_galleon(allocs, ctx.work)
+        if a.baseline:
+            allocs.append(allocators.pin_baseline(a.baseline, ctx.work))
         if a.allocators:
-            want = [x.strip() for x in a.allocators.split(",")]
+            want = [x.strip() for x in a.allocators.split(",")] + (["galleon-base"] if a.baseline else [])
             allocs = allocators.add_variants(allocs, want, ctx.work)
             allocs = [x for x in allocs if x.name in want]
         names = [x.name for x in allocs]
