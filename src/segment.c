@@ -576,7 +576,9 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
   size_t needed = gl_align_up(offset + size, page);
   gl_segment_t *seg = NULL;
   *is_zero = false;
-  if (offset == GL_LARGE_OFFSET) {
+  /* Cached segments start at a GL_SEGMENT_SIZE boundary, so one serves any
+   * alignment up to that with the block `offset` into it. */
+  if (alignment <= GL_SEGMENT_SIZE) {
     gl_segment_t *pieces[CACHE_PIECES];
     unsigned count = cache_take_large(needed, pieces, is_zero);
     if (count > 1) {
@@ -593,6 +595,9 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
         *is_zero = false;
       }
     }
+    /* What lies between the header page and an aligned block stays unused while
+     * the block lives: give it back if the cache left it resident. */
+    if (seg != NULL && offset > page && !*is_zero) os_purge((uint8_t *)seg + page, offset - page, true);
   }
   if (seg == NULL) {
     if (alignment <= GL_SEGMENT_SIZE) {
@@ -633,9 +638,13 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
   return seg;
 }
 
+/* A large segment has its header at a GL_SEGMENT_SIZE boundary at the start of
+ * its mapping, so the cache can give it to any later block aligned up to
+ * GL_SEGMENT_SIZE (segment_large_alloc).  Blocks aligned beyond that are never
+ * served from the cache: theirs are unmapped rather than left to sit there. */
 void segment_large_free(gl_segment_t *seg) {
-  if (seg->large_offset != GL_LARGE_OFFSET) {
-    segment_unmap(seg); /* over-aligned: its shape is not reusable */
+  if (seg->large_alignment > GL_SEGMENT_SIZE) {
+    segment_unmap(seg);
     return;
   }
   cache_put(seg, true);

@@ -208,6 +208,26 @@ static void test_reuse_stays_resident(void) {
       CHECKF(faults < (long)(big / 4096 / 10), "re-allocating a just-freed large block faulted %ld pages", faults);
     free(p);
   }
+  /* Large blocks aligned beyond a page (posix_memalign(2 MiB) for huge-page
+   * buffers, and the rest up to the segment size) come from the segment cache too:
+   * each used to get a fresh mapping, faulted in again every time. */
+  static const size_t alignments[] = {8 * KiB, 64 * KiB, MiB, 2 * MiB, 4 * MiB};
+  for (size_t a = 0; a < sizeof alignments / sizeof alignments[0]; a++) {
+    const size_t size = 3 * MiB;
+    long faults = 0;
+    for (int round = 0; round < 3; round++) {
+      long f0 = minor_faults();
+      void *p = NULL;
+      CHECK(posix_memalign(&p, alignments[a], size) == 0 && ((uintptr_t)p & (alignments[a] - 1)) == 0);
+      memset(p, round + 1, size);
+      if (round > 0) faults += minor_faults() - f0;
+      free(p);
+    }
+    printf("reuse: a 3 MiB block aligned to %zu KiB allocated and filled again with %ld page faults\n",
+           alignments[a] / KiB, faults / 2);
+    CHECKF(faults / 2 < (long)(size / 4096 / 10),
+           "re-allocating a just-freed block aligned to %zu KiB faulted %ld pages", alignments[a] / KiB, faults / 2);
+  }
 }
 
 /* 4. An idle program gets its memory back: free a few MiB -- less than the heap may
