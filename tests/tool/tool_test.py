@@ -32,9 +32,10 @@ tests/tool/profile_probe.c, also built without it.  CASE:
            same file; SPROBE (the probe with libgalleon.a linked in, so the
            library's own frames stay in its stacks) must still show big_site <-
            main first; then galleon run --profile over PPROBE checks the library's
-           profile: big_site first by live bytes (64 MiB, within 30%), small_site
-           after it, churn_site first with --total, the collapsed stacks, the
-           flame graph, --svg, and google-pprof --text naming big_site first.
+           profile: big_site first by live bytes (64 MiB, within 40%: about
+           128 samples, 4.5 sigma), small_site after it, churn_site first with
+           --total, the collapsed stacks, the flame graph, --svg, and
+           google-pprof --text naming big_site first.
            Without google-pprof (or dot) those parts are skipped, unless CI=true
            or GALLEON_REQUIRE_PROGRAMS=1 make it a failure
   install  cmake --install into a scratch prefix: bin/galleon runs and preloads the
@@ -499,7 +500,7 @@ def check_profiled(a, skipped):
     sites = [r["site"].split()[0] for r in rows]
     check(sites and sites[0] == "big_site", "the top live site is not big_site: %s\n%s" % (first, rows))
     big = to_bytes(rows[0]["live"])
-    check(abs(big - 64 * MiB) <= 0.3 * 64 * MiB, "big_site holds 64 MiB, estimated %s" % rows[0]["live"])
+    check(abs(big - 64 * MiB) <= 0.4 * 64 * MiB, "big_site holds 64 MiB, estimated %s" % rows[0]["live"])
     check(re.search(r"^big_site \(profile_probe\.c:\d+\) <- main", rows[0]["site"]),
           "big_site's row: %r" % rows[0]["site"])
     check("small_site" in sites and to_bytes(rows[sites.index("small_site")]["live"]) < big,
@@ -546,7 +547,7 @@ def check_profiled_static(a):
     first, rows = parse_table(report(a, [prof]).stdout)
     check(rows and re.search(r"^big_site \(profile_probe\.c:\d+\) <- main", rows[0]["site"]),
           "linked-in Galleon: the top site is not big_site <- main: %s\n%s" % (first, rows))
-    check(abs(to_bytes(rows[0]["live"]) - 64 * MiB) <= 0.3 * 64 * MiB,
+    check(abs(to_bytes(rows[0]["live"]) - 64 * MiB) <= 0.4 * 64 * MiB,
           "linked-in Galleon: big_site holds 64 MiB, estimated %s" % rows[0]["live"])
 
 
