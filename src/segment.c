@@ -188,7 +188,8 @@ static gl_segment_t *cache_take_exact(size_t size, bool *is_zero) {
  *      to CACHE_PIECES; the caller moves their pages together with mremap);
  *   4. a purged segment that fits.
  * Returns how many segments it took into pieces[] (0: none). */
-static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_zero) {
+/* fit_only: a segment that fits as it is, or none (no split, no assembly). */
+static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_zero, bool fit_only) {
   gl_segment_t *fit = NULL, *split = NULL, *purged_fit = NULL;
   size_t resident = 0;
   unsigned count = 0;
@@ -204,10 +205,10 @@ static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_ze
       purged_fit = s;
     }
   }
-  gl_segment_t *one = fit ? fit : split;
+  gl_segment_t *one = fit ? fit : fit_only ? NULL : split;
   if (one != NULL) {
     pieces[count++] = one;
-  } else if (resident > 0) {
+  } else if (resident > 0 && !fit_only) {
     /* Largest first, until the pieces cover the size. */
     size_t got = 0;
     while (got < size && count < CACHE_PIECES) {
@@ -580,7 +581,10 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
    * alignment up to that with the block `offset` into it. */
   if (alignment <= GL_SEGMENT_SIZE) {
     gl_segment_t *pieces[CACHE_PIECES];
-    unsigned count = cache_take_large(needed, pieces, is_zero);
+    /* An over-aligned block takes only a segment that fits as it is: sizes and
+     * alignments that vary would otherwise split and move cached segments (an
+     * mremap, a TLB shootdown each) more often than they save a mapping. */
+    unsigned count = cache_take_large(needed, pieces, is_zero, offset != GL_LARGE_OFFSET);
     if (count > 1) {
       seg = segment_assemble(pieces, count, needed);
       *is_zero = false;
@@ -596,8 +600,9 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
       }
     }
     /* What lies between the header page and an aligned block stays unused while
-     * the block lives: give it back if the cache left it resident. */
-    if (seg != NULL && offset > page && !*is_zero) os_purge((uint8_t *)seg + page, offset - page, true);
+     * the block lives: give it back if the cache left much of it resident. */
+    if (seg != NULL && offset - page >= ((size_t)1 << 20) && !*is_zero)
+      os_purge((uint8_t *)seg + page, offset - page, true);
   }
   if (seg == NULL) {
     if (alignment <= GL_SEGMENT_SIZE) {
