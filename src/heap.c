@@ -415,22 +415,27 @@ static bool heap_samples(gl_heap_t *heap) {
   return true;
 }
 
-/* Charges the page's free list, which the fast path is about to get; with may_cut,
- * cuts it where the budget runs out.  False when the budget runs out before its
+/* Charges the page's free list, which the fast path is about to get, and cuts it
+ * where the budget runs out.  False when the budget runs out before its
  * first block: the allocation being made is the sampled one. */
-static bool sample_charge_list(gl_heap_t *heap, gl_page_t *page, bool may_cut) {
+/* Gives the budget back the charge of the blocks still on `free` (count of them)
+ * from the page's last hand-over; blocks gathered onto it since were never
+ * charged.  The page's counts start again from 0. */
+static void sample_give_back(gl_heap_t *heap, gl_page_t *page, size_t count) {
+  size_t left = count > page->sample_added ? count - page->sample_added : 0;
+  if (left > page->sample_listed) left = page->sample_listed;
+  heap->sample_left += (int64_t)left * (int64_t)page->block_size;
+  page->sample_listed = page->sample_added = 0;
+}
+
+static bool sample_charge_list(gl_heap_t *heap, gl_page_t *page) {
   int64_t block_size = (int64_t)page->block_size;
   size_t count = page_free_count(page);
   /* A list handed over again before it ran dry: what is left of its earlier charge
-   * is given back first (blocks gathered onto it since were never charged). */
-  if (page->sample_listed != 0) {
-    size_t left = count > page->sample_added ? count - page->sample_added : 0;
-    if (left > page->sample_listed) left = page->sample_listed;
-    heap->sample_left += (int64_t)left * block_size;
-  }
-  page->sample_added = 0;
+   * is given back first. */
+  sample_give_back(heap, page, count);
   int64_t bytes = (int64_t)count * block_size;
-  if (bytes < heap->sample_left || !may_cut) {
+  if (bytes < heap->sample_left) {
     heap->sample_left -= bytes;
     page->sample_listed = (uint32_t)count;
     return true;
@@ -448,11 +453,7 @@ static bool sample_charge_list(gl_heap_t *heap, gl_page_t *page, bool may_cut) {
  * given back. */
 static void sample_refund(gl_heap_t *heap, gl_page_t *page) {
   if (page->sample_listed == 0 || heap != gl_tls_heap || !heap_samples(heap)) return;
-  size_t count = page_free_count(page);
-  size_t left = count > page->sample_added ? count - page->sample_added : 0;
-  if (left > page->sample_listed) left = page->sample_listed;
-  heap->sample_left += (int64_t)left * (int64_t)page->block_size;
-  page->sample_listed = page->sample_added = 0;
+  sample_give_back(heap, page, page_free_count(page));
 }
 
 static void *heap_alloc_from(gl_heap_t *heap, size_t size, bool zero);
@@ -500,26 +501,23 @@ static GL_NOINLINE void *heap_take_sampling(gl_heap_t *heap, gl_page_t *page, si
       return block;
     }
     heap->sample_left -= (int64_t)page->block_size;
-    if (page->free != NULL) sample_charge_list(heap, page, true);
+    if (page->free != NULL) sample_charge_list(heap, page);
     return block;
   }
-  if (heap->sample_left > 0 && sample_charge_list(heap, page, true)) return page_take_block(page, size, zero);
+  if (heap->sample_left > 0 && sample_charge_list(heap, page)) return page_take_block(page, size, zero);
   /* A sampled byte falls in the next block.  Lists are charged by block size, so
    * the request is sampled with the probability its own size gives (thinning). */
   bool sample = profile_accept(size, page->block_size);
   heap->sample_left = profile_next_interval();
   if (page->free == NULL) { /* cut before its first block: take the list back */
-    page->free = page->local_free;
-    page->local_free = NULL;
-    page->free_is_zero = 0;
-    page->sample_listed = page->sample_added = 0;
+    page_free_from_local(page);
   }
   if (sample && page->block_size - size < 16) {
-    sample_charge_list(heap, page, true); /* the list goes on to the fast path */
+    sample_charge_list(heap, page); /* the list goes on to the fast path */
     return heap_sample_elsewhere(heap, size, zero);
   }
   uint8_t *block = page_take_block(page, sample ? size + 16 : size, zero);
-  if (page->free != NULL) sample_charge_list(heap, page, true);
+  if (page->free != NULL) sample_charge_list(heap, page);
   if (!sample) return block;
   void *p = heap_sample_tag(page, block);
   profile_record(p, size);
@@ -584,10 +582,7 @@ static GL_NOINLINE void *heap_refill_sampling(size_t size, gl_heap_t *heap, bool
   if (page == NULL || page == &gl_page_empty) return heap_alloc_from(heap, size, zero);
   if (page->free == NULL) {
     if (page->local_free == NULL || (heap->slow_calls & 15) == 0) return heap_alloc_from(heap, size, zero);
-    page->free = page->local_free;
-    page->local_free = NULL;
-    page->free_is_zero = 0;
-    page->sample_listed = page->sample_added = 0;
+    page_free_from_local(page);
   }
   /* Most lists fit in the budget: charged here, in a few instructions. */
   int64_t bytes = (int64_t)(page->capacity - page->used) * (int64_t)page->block_size;

@@ -139,10 +139,7 @@ void page_cut_free(gl_page_t *page, size_t keep) {
 
 void page_gather_frees(gl_page_t *page, bool to_local) {
   if (page->local_free != NULL && page->free == NULL && !to_local) {
-    page->free = page->local_free;
-    page->local_free = NULL;
-    page->free_is_zero = 0;
-    page->sample_listed = page->sample_added = 0;
+    page_free_from_local(page);
   }
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   if ((tf & ~GL_TF_STATE) == 0) return;

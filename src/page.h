@@ -156,6 +156,16 @@ GL_INLINE size_t page_free_count(const gl_page_t *page) {
   return n;
 }
 
+/* The owner's frees become the free list (which is empty): a new list, nothing of
+ * it charged yet by the heap profiler.  (heap_malloc_refill does the same inline,
+ * without the profiler's counts, which only matter while it samples.) */
+GL_INLINE void page_free_from_local(gl_page_t *page) {
+  page->free = page->local_free;
+  page->local_free = NULL;
+  page->free_is_zero = 0;
+  page->sample_listed = page->sample_added = 0;
+}
+
 /* Zeroes a block just taken from page->free for calloc: blocks carved from memory
  * the kernel zeroed need only their link cleared (the freed mark is cleared by the
  * taker). */
