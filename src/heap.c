@@ -574,32 +574,38 @@ static void *heap_alloc_from(gl_heap_t *heap, size_t size, bool zero) {
 static gl_heap_t *heap_get_or_init(void);
 static void *heap_malloc_after_exit(size_t size, bool zero);
 
-/* heap_malloc_refill's work while the profiler samples (it sends every refill
- * here): the same, ending in heap_take_sampling; housekeeping still waits for
- * every 16th refill. */
-static GL_NOINLINE void *heap_refill_sampling(size_t size, gl_heap_t *heap, bool zero) {
-  gl_page_t *page = size <= GL_DIRECT_MAX ? heap->direct[(size + 15) >> 4] : queue_first(heap, sizeclass_of(size));
-  if (page == NULL || page == &gl_page_empty) return heap_alloc_from(heap, size, zero);
-  if (page->free == NULL) {
-    if (page->local_free == NULL || (heap->slow_calls & 15) == 0) return heap_alloc_from(heap, size, zero);
-    page_free_from_local(page);
-  }
+/* heap_malloc_refill's work while the profiler samples (it sends every refill of
+ * a list here, with the page whose `free` ran dry): the same, ending in
+ * heap_take_sampling; housekeeping still waits for every 16th refill.  A first-
+ * class heap or the exit heap never has a current sample_generation (heap_samples
+ * leaves it alone), so the generation test also keeps their lists uncharged. */
+static GL_NOINLINE void *heap_refill_sampling(size_t size, gl_heap_t *heap, gl_page_t *page, bool zero) {
+  if (page->local_free == NULL || (heap->slow_calls & 15) == 0) return heap_alloc_from(heap, size, zero);
+  page_free_from_local(page);
   /* Most lists fit in the budget: charged here, in a few instructions. */
-  int64_t bytes = (int64_t)(page->capacity - page->used) * (int64_t)page->block_size;
-  if (page->local_free == NULL && page->sample_listed == 0 && bytes < heap->sample_left && profile_tls_busy == 0 &&
-      heap->sample_generation == __atomic_load_n(&profile_generation, __ATOMIC_RELAXED) && !heap->first_class &&
-      heap != exit_heap) {
+  uint32_t count = page->capacity - page->used;
+  int64_t bytes = (int64_t)count * (int64_t)page->block_size;
+  if (bytes < heap->sample_left && profile_tls_busy == 0 &&
+      heap->sample_generation == __atomic_load_n(&profile_generation, __ATOMIC_RELAXED)) {
     heap->sample_left -= bytes;
-    page->sample_listed = page->capacity - page->used;
+    page->sample_listed = count;
     return page_take_block(page, size, zero);
   }
   return heap_take_sampling(heap, page, size, zero);
 }
 
+static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zero);
+
+/* heap_malloc_refill's way out when a list is empty (or every 16th refill, for
+ * housekeeping; every refill while the profiler samples). */
+static GL_NOINLINE void *heap_refill_slow(size_t size, gl_heap_t *heap, gl_page_t *page, bool zero) {
+  if (gl_unlikely(heap == &gl_heap_empty)) return heap_malloc_slow(size, heap, zero);
+  if (__atomic_load_n(&profile_sampling, __ATOMIC_RELAXED)) return heap_refill_sampling(size, heap, page, zero);
+  return heap_alloc_from(heap, size, zero);
+}
+
 /* malloc's second stop: the thread's first call, large sizes, a page to find. */
 static GL_NOINLINE void *heap_malloc_slow(size_t size, gl_heap_t *heap, bool zero) {
-  if (__atomic_load_n(&profile_sampling, __ATOMIC_RELAXED) && heap != &gl_heap_empty && size <= GL_MEDIUM_MAX)
-    return heap_refill_sampling(size, heap, zero);
   if (gl_unlikely(heap == &gl_heap_empty)) {
     if (gl_unlikely(gl_tls_heap_done)) return heap_malloc_after_exit(size, zero);
     heap = heap_get_or_init();
@@ -625,7 +631,7 @@ void *heap_malloc_refill(size_t size, gl_heap_t *heap, bool zero) {
     /* The mask is a memory operand, as cheap as the constant 15 it stands for
      * while the profiler is off. */
     if (page->local_free == NULL || (++heap->slow_calls & __atomic_load_n(&refill_slow_mask, __ATOMIC_RELAXED)) == 0)
-      return heap_malloc_slow(size, heap, zero);
+      return heap_refill_slow(size, heap, page, zero);
     page->free = page->local_free;
     page->local_free = NULL;
     page->free_is_zero = 0;

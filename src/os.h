@@ -75,6 +75,11 @@ GL_HIDDEN bool os_copy_file(const char *path, int fd);
  * first call loads libgcc_s, which allocates: os_backtrace_prime() makes that
  * call from a safe place (a constructor), never from inside malloc. */
 GL_HIDDEN int os_backtrace(void **pcs, int max);
+/* The same walk from the caller of os_unwind, through a cache of the DWARF rule of
+ * each return address (os_unwind.c): a few loads a frame instead of libgcc's
+ * interpretation of the call-frame program.  -1 when a frame needs what it does
+ * not understand (a CFA expression, a signal frame): then use os_backtrace. */
+GL_HIDDEN int os_unwind(void **pcs, int max);
 GL_HIDDEN void os_backtrace_prime(void);
 /* The address range of the loaded object (executable or shared library) that
  * holds `code`, and whether that object is the program itself; false when it

@@ -41,6 +41,7 @@ typedef struct live_s {
   struct live_s *next;
   uintptr_t addr;
   size_t size;
+  size_t weight; /* the bytes it stands for, added to live_estimate (taken back as is) */
   site_t *site;
 } live_t;
 
@@ -73,8 +74,9 @@ static __thread uint64_t tls_rng;
 
 #define LN2 0.69314718055994530942
 
-/* ln(u) for u in (0, 1]: exponent and mantissa m in [1, 2), then
- * ln m = 2 atanh((m - 1) / (m + 1)), whose series converges fast for m < 2. */
+/* ln(u) for u in (0, 1]: u = 2^e m with m in [sqrt(1/2), sqrt(2)), then
+ * ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172: seven odd terms of the
+ * series, in Horner form, are exact to 1e-12 (sampling needs far less). */
 static double log_unit(double u) {
   uint64_t bits;
   memcpy(&bits, &u, sizeof bits);
@@ -82,25 +84,31 @@ static double log_unit(double u) {
   bits = (bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1023) << 52);
   double m;
   memcpy(&m, &bits, sizeof m);
-  double t = (m - 1) / (m + 1), t2 = t * t, power = t, sum = 0;
-  for (int k = 1; k <= 21; k += 2) {
-    sum += power / k;
-    power *= t2;
+  if (m > 1.41421356237309504880) {
+    m *= 0.5;
+    exponent++;
   }
-  return exponent * LN2 + 2 * sum;
+  double t = (m - 1) / (m + 1), t2 = t * t;
+  double series = 1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9 + t2 * (1.0 / 11 + t2 * (1.0 / 13))))));
+  return exponent * LN2 + 2 * t * series;
 }
 
-/* exp(-x) for x >= 0: x = n ln2 + r, exp(-r) by its series (r < ln2). */
+/* exp(-x) for x >= 0: x = k ln2 + r with r in [0, ln2); exp(-r/8) by eight terms
+ * of its series (|r/8| < 0.087: exact to 1e-13), cubed-squared back to exp(-r),
+ * and 2^-k put in the exponent. */
 static double exp_neg(double x) {
-  if (x > 700) return 0;
-  int n = (int)(x / LN2);
-  double r = x - n * LN2, term = 1, sum = 1;
-  for (int i = 1; i <= 14; i++) {
-    term *= -r / i;
-    sum += term;
-  }
-  while (n-- > 0) sum *= 0.5;
-  return sum;
+  if (!(x < 700)) return 0;
+  int k = (int)(x * (1 / LN2));
+  double r = (x - k * LN2) * 0.125;
+  double e = 1 - r * (1 - r * (1.0 / 2 - r * (1.0 / 6 - r * (1.0 / 24 - r * (1.0 / 120 - r * (1.0 / 720 - r * (1.0 / 5040)))))));
+  e *= e;
+  e *= e;
+  e *= e;
+  uint64_t bits;
+  memcpy(&bits, &e, sizeof bits);
+  bits -= (uint64_t)k << 52; /* e is in (0.5, 1]: the result stays normal for k < 1000 */
+  memcpy(&e, &bits, sizeof e);
+  return e;
 }
 
 /* What `count` sampled blocks of `bytes` stand for: each block of average size s
@@ -247,17 +255,17 @@ static void live_put(live_shard_t *shard, live_t *e) {
 #define GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
 
 /* Returns the new estimate of live bytes. */
-static size_t site_live_add(site_t *site, size_t size) {
-  ADD(site->live_count, 1);
-  ADD(site->live_bytes, size);
-  size_t est = (size_t)unsample(1, size);
-  return ADD(live_estimate, est) + est;
+static size_t site_live_add(live_t *e) {
+  ADD(e->site->live_count, 1);
+  ADD(e->site->live_bytes, e->size);
+  e->weight = (size_t)unsample(1, e->size);
+  return ADD(live_estimate, e->weight) + e->weight;
 }
 
-static void site_live_sub(site_t *site, size_t size) {
-  SUB(site->live_count, 1);
-  SUB(site->live_bytes, size);
-  SUB(live_estimate, (size_t)unsample(1, size));
+static void site_live_sub(const live_t *e) {
+  SUB(e->site->live_count, 1);
+  SUB(e->site->live_bytes, e->size);
+  SUB(live_estimate, e->weight);
 }
 
 /* ---- Stacks ---- */
@@ -265,9 +273,29 @@ static void site_live_sub(site_t *site, size_t size) {
 /* The caller's stack, innermost first, without Galleon's own frames when Galleon
  * is a shared library (linked into the program, its frames stay: report tools
  * skip the allocator's names). */
+/* Debug builds check the cached walker against glibc's backtrace() on every
+ * sample.  Their first frames differ (each walk's own return address into
+ * capture_stack; backtrace's list starts with os_backtrace and check_walk, and with
+ * the interceptor's frame under a sanitizer): from the walk's second frame, found
+ * among backtrace's first few, both must agree to the end. */
+static GL_NOINLINE void check_walk(void *const *walked, int n) {
+  if (n < 2) return;
+  void *slow[PROFILE_MAX_DEPTH + 24];
+  int m = os_backtrace(slow, PROFILE_MAX_DEPTH + 24);
+  int at = 0;
+  while (at < 6 && at < m && slow[at] != walked[1]) at++;
+  if (at == 6 || at == m) gl_fatal("stack walk: its second frame is not in backtrace's, at", walked[1], NULL, NULL);
+  for (int i = 1; i < n; i++)
+    if (at + i - 1 >= m || walked[i] != slow[at + i - 1])
+      gl_fatal("stack walk: a frame differs from backtrace's:", walked[i], " instead of ", at + i - 1 < m ? slow[at + i - 1] : NULL);
+  if (n < PROFILE_MAX_DEPTH + 16 && at + n - 1 != m) gl_fatal("stack walk: not as deep as backtrace's, stack of", walked[0], NULL, NULL);
+}
+
 static int capture_stack(void **out) {
   void *raw[PROFILE_MAX_DEPTH + 16];
-  int n = os_backtrace(raw, PROFILE_MAX_DEPTH + 16);
+  int n = os_unwind(raw, PROFILE_MAX_DEPTH + 16);
+  if (GL_DEBUG_CHECKS && n >= 0) check_walk(raw, n);
+  if (n < 0) n = os_backtrace(raw, PROFILE_MAX_DEPTH + 16);
   int first = 0;
   if (own_hi != 0)
     while (first < n && (uintptr_t)raw[first] >= own_lo && (uintptr_t)raw[first] < own_hi) first++;
@@ -295,9 +323,9 @@ void profile_record(void *p, size_t size) {
   live_shard_t *shard = shard_of((uintptr_t)p);
   pthread_mutex_lock(&shard->lock);
   live_t *e = shard->unused;
-  if (e != NULL) shard->unused = e->next;
-  pthread_mutex_unlock(&shard->lock);
   if (e == NULL) {
+    /* The arena is site_lock's: not taken under a shard's lock. */
+    pthread_mutex_unlock(&shard->lock);
     pthread_mutex_lock(&site_lock);
     e = arena_alloc(sizeof *e);
     pthread_mutex_unlock(&site_lock);
@@ -305,16 +333,18 @@ void profile_record(void *p, size_t size) {
       profile_tls_busy = busy;
       return;
     }
+    pthread_mutex_lock(&shard->lock);
+  } else {
+    shard->unused = e->next;
   }
   e->addr = (uintptr_t)p;
   e->size = size;
   e->site = site;
-  ADD(site->total_count, 1);
-  ADD(site->total_bytes, size);
-  size_t estimate = site_live_add(site, size);
-  pthread_mutex_lock(&shard->lock);
+  size_t estimate = site_live_add(e);
   live_put(shard, e);
   pthread_mutex_unlock(&shard->lock);
+  ADD(site->total_count, 1);
+  ADD(site->total_bytes, size);
   ADD(profile_live_blocks, 1);
   long step = gl_options.profile_dump_mb;
   if (step > 0 && estimate >= __atomic_load_n(&next_growth_dump, __ATOMIC_RELAXED)) dump_growth(estimate, (size_t)step << 20);
@@ -327,7 +357,7 @@ void profile_forget(const void *p) {
   pthread_mutex_lock(&shard->lock);
   live_t *e = live_take(shard, (uintptr_t)p);
   if (e != NULL) {
-    site_live_sub(e->site, e->size);
+    site_live_sub(e);
     e->next = shard->unused;
     shard->unused = e;
     SUB(profile_live_blocks, 1);
@@ -342,10 +372,10 @@ void profile_moved(const void *old, void *p, size_t size) {
   live_t *e = live_take(from, (uintptr_t)old);
   pthread_mutex_unlock(&from->lock);
   if (e == NULL) return;
-  site_live_sub(e->site, e->size);
-  site_live_add(e->site, size);
+  site_live_sub(e);
   e->addr = (uintptr_t)p;
   e->size = size;
+  site_live_add(e);
   live_shard_t *to = shard_of((uintptr_t)p);
   pthread_mutex_lock(&to->lock);
   live_put(to, e);
