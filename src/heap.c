@@ -428,6 +428,23 @@ static void sample_give_back(gl_heap_t *heap, gl_page_t *page, size_t count) {
   page->sample_listed = page->sample_added = 0;
 }
 
+/* The common hand-over, charged in a few instructions: a list with no earlier
+ * charge to settle (sample_listed 0), counted without a walk (local_free empty:
+ * every block not handed out is on `free`), that fits in the budget, for a
+ * sampling heap (a first-class heap or the exit heap never has the current
+ * generation: heap_samples leaves it alone) outside the profiler's own calls. */
+GL_INLINE bool sample_charge_quick(gl_heap_t *heap, gl_page_t *page) {
+  if (page->local_free != NULL || page->sample_listed != 0 || profile_tls_busy != 0 ||
+      heap->sample_generation != __atomic_load_n(&profile_generation, __ATOMIC_RELAXED))
+    return false;
+  uint32_t count = page->capacity - page->used;
+  int64_t bytes = (int64_t)count * (int64_t)page->block_size;
+  if (bytes >= heap->sample_left) return false;
+  heap->sample_left -= bytes;
+  page->sample_listed = count;
+  return true;
+}
+
 static bool sample_charge_list(gl_heap_t *heap, gl_page_t *page) {
   int64_t block_size = (int64_t)page->block_size;
   size_t count = page_free_count(page);
@@ -565,8 +582,10 @@ static void *heap_alloc_from(gl_heap_t *heap, size_t size, bool zero) {
       errno = ENOMEM;
       return NULL;
     }
-    /* A list handed over now: the heap profiler charges it. */
-    if (gl_unlikely(__atomic_load_n(&profile_sampling, __ATOMIC_RELAXED))) return heap_take_sampling(heap, page, size, zero);
+    /* A list handed over now: the heap profiler charges it (in line when it can:
+     * in a big heap of scattered frees this is nearly every allocation). */
+    if (gl_unlikely(__atomic_load_n(&profile_sampling, __ATOMIC_RELAXED)) && !sample_charge_quick(heap, page))
+      return heap_take_sampling(heap, page, size, zero);
   }
   return page_take_block(page, size, zero);
 }
@@ -582,15 +601,7 @@ static void *heap_malloc_after_exit(size_t size, bool zero);
 static GL_NOINLINE void *heap_refill_sampling(size_t size, gl_heap_t *heap, gl_page_t *page, bool zero) {
   if (page->local_free == NULL || (heap->slow_calls & 15) == 0) return heap_alloc_from(heap, size, zero);
   page_free_from_local(page);
-  /* Most lists fit in the budget: charged here, in a few instructions. */
-  uint32_t count = page->capacity - page->used;
-  int64_t bytes = (int64_t)count * (int64_t)page->block_size;
-  if (bytes < heap->sample_left && profile_tls_busy == 0 &&
-      heap->sample_generation == __atomic_load_n(&profile_generation, __ATOMIC_RELAXED)) {
-    heap->sample_left -= bytes;
-    page->sample_listed = count;
-    return page_take_block(page, size, zero);
-  }
+  if (sample_charge_quick(heap, page)) return page_take_block(page, size, zero);
   return heap_take_sampling(heap, page, size, zero);
 }
 
