@@ -22,7 +22,9 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <link.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -358,8 +360,20 @@ static slot_t *slot_of(uintptr_t pc) {
 
 /* A seqlock without fences (ThreadSanitizer has none): the writer's release
  * stores put the odd sequence number before the slot's words, the reader's
- * acquire loads keep its second look at the number after them. */
-static uint64_t rule_of(uintptr_t pc) {
+ * acquire loads keep its second look at the number after them.  The writer holds
+ * cache_writer. */
+static void slot_write(slot_t *slot, uintptr_t pc, uint64_t rule) {
+  /* Read again under the flag: the number only grows, so no reader can match its
+   * first and second look across a whole write. */
+  uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_relaxed) | 1;
+  atomic_store_explicit(&slot->seq, seq, memory_order_relaxed);
+  atomic_store_explicit(&slot->pc, pc, memory_order_release);
+  atomic_store_explicit(&slot->rule, rule, memory_order_release);
+  atomic_store_explicit(&slot->seq, seq + 1, memory_order_release);
+}
+
+static uint64_t rule_of(uintptr_t pc, bool use_cache) {
+  if (!use_cache) return rule_compute(pc);
   slot_t *slot = slot_of(pc);
   uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
   uintptr_t cached_pc = atomic_load_explicit(&slot->pc, memory_order_acquire);
@@ -370,27 +384,52 @@ static uint64_t rule_of(uintptr_t pc) {
   /* One writer at a time; a thread that finds the flag taken (or a fork child
    * whose parent's writer was caught mid-write) simply does not cache. */
   if (!atomic_flag_test_and_set_explicit(&cache_writer, memory_order_acquire)) {
-    /* Read again under the flag: the number only grows, so no reader can match
-     * its first and second look across a whole write. */
-    seq = atomic_load_explicit(&slot->seq, memory_order_relaxed) | 1;
-    atomic_store_explicit(&slot->seq, seq, memory_order_relaxed);
-    atomic_store_explicit(&slot->pc, pc, memory_order_release);
-    atomic_store_explicit(&slot->rule, rule, memory_order_release);
-    atomic_store_explicit(&slot->seq, seq + 1, memory_order_release);
+    slot_write(slot, pc, rule);
     atomic_flag_clear_explicit(&cache_writer, memory_order_release);
   }
   return rule;
+}
+
+/* ---- Objects unloaded ----
+ * A cached rule belongs to the code at its address; after a dlclose other code
+ * may be loaded there.  dl_iterate_phdr's count of objects ever unloaded
+ * (dlpi_subs, read from its first object) is looked at before each walk, and when
+ * it moved the cache is emptied before it is used again, as libgcc once checked
+ * its FDE cache.  A walk cannot race with an unload that matters: the code on its
+ * own stack was loaded, so any unload before it was done, before the walk began. */
+static _Atomic(unsigned long long) cache_subs;
+
+static int read_subs(struct dl_phdr_info *info, size_t size, void *data) {
+  if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+    *(unsigned long long *)data = info->dlpi_subs;
+  return 1;
+}
+
+/* Whether this walk may use the cache (false while another thread empties it). */
+static bool cache_current(void) {
+  unsigned long long subs = 0;
+  dl_iterate_phdr(read_subs, &subs);
+  if (subs == atomic_load_explicit(&cache_subs, memory_order_acquire)) return true;
+  if (atomic_flag_test_and_set_explicit(&cache_writer, memory_order_acquire)) return false;
+  for (size_t i = 0; i < CACHE_SLOTS; i++)
+    if (atomic_load_explicit(&rule_cache[i].pc, memory_order_relaxed) != 0) slot_write(&rule_cache[i], 0, RULE_NONE);
+  atomic_store_explicit(&cache_subs, subs, memory_order_release);
+  atomic_flag_clear_explicit(&cache_writer, memory_order_release);
+  return true;
 }
 
 /* ---- The walk ---- */
 
 /* Not instrumented by ASan: it reads other frames' saved rbp and return address. */
 __attribute__((no_sanitize_address)) GL_NOINLINE int os_unwind(void **pcs, int max) {
+  int saved_errno = errno;
+  bool use_cache = cache_current();
+  errno = saved_errno;
   uintptr_t pc, sp, fp;
   __asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(pc), "=r"(sp), "=r"(fp));
   int n = 0;
   while (n < max) {
-    uint64_t rule = rule_of(pc);
+    uint64_t rule = rule_of(pc, use_cache);
     unsigned kind = rule & 3;
     if (kind == RULE_OUTERMOST) break;
     if (kind != RULE_FRAME) return -1;

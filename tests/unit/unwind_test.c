@@ -8,6 +8,7 @@
  * Linked with os_unwind.c alone (no allocator): it needs only libc. */
 #define _GNU_SOURCE
 #include <alloca.h>
+#include <dlfcn.h>
 #include <execinfo.h>
 #include <pthread.h>
 #include <signal.h>
@@ -68,6 +69,28 @@ static __attribute__((noinline)) int by_qsort(const void *a, const void *b) {
   return *(const int *)a - *(const int *)b;
 }
 
+static void from_probe(void) { compare("called back from a dlopen'ed object", 128); }
+
+/* Walks through PATH's unwind_probe; its address, or NULL when it cannot be loaded. */
+static void *through_object(const char *path) {
+  void *object = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (object == NULL) {
+    fprintf(stderr, "FAIL cannot load %s: %s\n", path, dlerror());
+    failures++;
+    return NULL;
+  }
+  int (*probe)(void (*)(void)) = (int (*)(void (*)(void)))dlsym(object, "unwind_probe");
+  if (probe == NULL) {
+    fprintf(stderr, "FAIL %s has no unwind_probe\n", path);
+    failures++;
+    dlclose(object);
+    return NULL;
+  }
+  probe(from_probe);
+  dlclose(object);
+  return (void *)probe;
+}
+
 static void *thread_main(void *arg) {
   (void)arg;
   recurse(5, 128);
@@ -93,7 +116,7 @@ static void handler(int sig) {
   in_handler_result = ok ? 1 : -1;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   void *warm[4];
   backtrace(warm, 4); /* loads libgcc_s outside the comparisons */
 
@@ -111,6 +134,12 @@ int main(void) {
   pthread_t threads[4];
   for (int i = 0; i < 4; i++) pthread_create(&threads[i], NULL, thread_main, NULL);
   for (int i = 0; i < 4; i++) pthread_join(threads[i], NULL);
+
+  if (argc == 3) {
+    void *first = through_object(argv[1]);
+    void *second = through_object(argv[2]);
+    printf("unwind: the second object %s the first's address\n", first == second ? "took" : "did not take");
+  }
 
   signal(SIGUSR1, handler);
   raise(SIGUSR1);
