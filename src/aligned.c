@@ -65,7 +65,8 @@ void *aligned_alloc_in(gl_heap_t *heap, size_t alignment, size_t size) {
    * aligned to 16 only.  Larger alignments are charged, never sampled. */
   uint8_t busy = profile_tls_busy;
   if (alignment > GL_MIN_ALIGN) profile_tls_busy = 1;
-  void *p = aligned_alloc_plain(heap, alignment, size);
+  void *p = GL_SECURE ? secure_aligned(heap, alignment, size, aligned_alloc_plain)
+                      : aligned_alloc_plain(heap, alignment, size);
   profile_tls_busy = busy;
   annotate_quiet_end();
   annotate_alloc(p, size, false);

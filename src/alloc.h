@@ -39,6 +39,19 @@ GL_HIDDEN size_t alloc_usable_size(const void *p);
 /* The start of the block that p points into, or NULL (not a carved block). */
 GL_HIDDEN void *alloc_block_start(gl_page_t *page, const void *p);
 
+/* ---- secure.c (the secure build only; alloc.h's fast paths call these instead
+ * of their own code when GL_SECURE) ---- */
+/* A block of `size` bytes from `heap` (NULL: the thread's heap). */
+GL_HIDDEN void *secure_alloc(gl_heap_t *heap, size_t size, bool zero);
+GL_HIDDEN void *secure_calloc(size_t count, size_t size);
+GL_HIDDEN void secure_free(void *p);
+/* memalign's block: `plain` serves size plus the trailer, aligned. */
+GL_HIDDEN void *secure_aligned(gl_heap_t *heap, size_t alignment, size_t size,
+                               void *(*plain)(gl_heap_t *, size_t, size_t));
+GL_HIDDEN size_t secure_usable_size(const void *p);
+/* realloc of p, which free_check_block found live (page and block start). */
+GL_HIDDEN void *secure_realloc(gl_heap_t *heap, void *p, size_t size, gl_page_t *page, void *start);
+
 /* ---- aligned.c, realloc.c ---- */
 /* alignment: a power of two. */
 GL_HIDDEN void *aligned_alloc_impl(size_t alignment, size_t size);
@@ -117,6 +130,7 @@ GL_INLINE void alloc_free_plain(void *p) {
 /* The entry points: the plain paths, described to memcheck in GALLEON_VALGRIND
  * builds (annotate.h); in other builds the `if` vanishes. */
 GL_INLINE void *alloc_malloc_fast(size_t size) {
+  if (GL_SECURE) return secure_alloc(NULL, size, false);
   if (GL_VALGRIND) {
     annotate_quiet_begin();
     void *p = alloc_malloc_plain(size);
@@ -128,6 +142,7 @@ GL_INLINE void *alloc_malloc_fast(size_t size) {
 }
 
 GL_INLINE void *alloc_calloc_fast(size_t count, size_t size) {
+  if (GL_SECURE) return secure_calloc(count, size);
   if (GL_VALGRIND) {
     annotate_quiet_begin();
     void *p = alloc_calloc_plain(count, size);
@@ -139,6 +154,10 @@ GL_INLINE void *alloc_calloc_fast(size_t count, size_t size) {
 }
 
 GL_INLINE void alloc_free_fast(void *p) {
+  if (GL_SECURE) {
+    secure_free(p);
+    return;
+  }
   if (GL_VALGRIND) {
     annotate_free(p);
     annotate_quiet_begin();
@@ -167,6 +186,7 @@ GL_INLINE void *alloc_heap_block_plain(gl_heap_t *heap, size_t size, bool zero) 
 }
 
 GL_INLINE void *alloc_heap_block(gl_heap_t *heap, size_t size, bool zero) {
+  if (GL_SECURE) return secure_alloc(heap, size, zero);
   if (GL_VALGRIND) {
     annotate_quiet_begin();
     void *p = alloc_heap_block_plain(heap, size, zero);

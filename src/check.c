@@ -51,6 +51,21 @@ void gl_fatal(const char *what, const void *ptr, const char *detail, const void 
   gl_fatal_note(what, ptr, detail, other, NULL);
 }
 
+void gl_fatal_size(const char *what, const void *ptr, size_t size, const char *note) {
+  char line[256];
+  size_t n = gl_fmt_str(line, 0, sizeof line, "galleon: error: ");
+  n = gl_fmt_str(line, n, sizeof line, what);
+  n = gl_fmt_str(line, n, sizeof line, " ");
+  n = gl_fmt_hex(line, n, sizeof line, (uintptr_t)ptr);
+  n = gl_fmt_str(line, n, sizeof line, " (size ");
+  n = gl_fmt_dec(line, n, sizeof line, size);
+  n = gl_fmt_str(line, n, sizeof line, ")");
+  n = gl_fmt_str(line, n, sizeof line, note);
+  line[n++] = '\n';
+  os_write(2, line, n);
+  abort();
+}
+
 void gl_assert_fail(const char *expr, const char *file, int line_no) {
   char line[256];
   size_t n = gl_fmt_str(line, 0, sizeof line, "galleon: error: internal check failed: ");

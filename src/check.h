@@ -30,6 +30,9 @@ GL_HIDDEN __attribute__((noreturn, cold)) void gl_fatal(const char *what, const 
 GL_HIDDEN __attribute__((noreturn, cold)) void gl_fatal_note(const char *what, const void *ptr,
                                                               const char *detail, const void *other,
                                                               const char *note);
+/* "galleon: error: <what> <ptr> (size <size>)<note>\n" and abort. */
+GL_HIDDEN __attribute__((noreturn, cold)) void gl_fatal_size(const char *what, const void *ptr, size_t size,
+                                                              const char *note);
 GL_HIDDEN __attribute__((noreturn, cold)) void gl_assert_fail(const char *expr,
                                                                const char *file, int line);
 /* A one-line message on stderr (when verbose, or always for warnings). */

@@ -57,16 +57,9 @@ void free_double(void *p) { gl_fatal("double free of", p, NULL, NULL); }
 static void free_block_in_page(void *p, gl_page_t *page, void *start) {
   gl_block_t *block = start;
   gl_heap_t *heap = gl_tls_heap;
-  if (page->owner == heap) {
-    if (page_block_is_free(page, block)) free_double(p);
-    page_block_push(page, block, page->local_free);
-    page->local_free = block;
-    page->used--;
-    if (page->on_full_list) heap_page_unfull(heap, page);
-    if (page->used == 0) heap_page_emptied(heap, page);
-  } else {
-    page_free_remote(page, block);
-  }
+  /* (A remote free checks the mark itself, under its CAS.) */
+  if (page->owner == heap && page_block_is_free(page, block)) free_double(p);
+  heap_block_release(heap, page, block);
 }
 
 void free_in_page_slow(void *p, gl_page_t *page) {
@@ -94,6 +87,7 @@ void free_slow(void *p, const char *what) {
 size_t alloc_usable_size(const void *p) {
   if (segment_map_get((uintptr_t)p) == GL_SEGMAP_NONE) return 0; /* NULL and foreign pointers */
   void *start;
+  if (GL_SECURE) return secure_usable_size(p);
   annotate_quiet_begin();
   gl_page_t *page = free_check_block(p, "malloc_usable_size of", true, &start);
   annotate_quiet_end();

@@ -41,6 +41,7 @@ static void direct_ranges_init(void);
 static void heap_fork_child(void);
 static bool heap_purger_sweep(uint64_t now);
 static uint64_t next_key(gl_heap_t *heap);
+static void heap_quarantine_flush(gl_heap_t *heap);
 static gl_heap_t *heaps_destroyed; /* under registry_lock: reused by heap_first_class_new */
 
 gl_heap_t *heap_registry_first(void) { return atomic_load_explicit(&heaps_all, memory_order_acquire); }
@@ -214,6 +215,18 @@ void heap_block_freed_last(void *p) {
   heap_page_emptied(page->owner, page);
 }
 
+void heap_block_release(gl_heap_t *heap, gl_page_t *page, gl_block_t *block) {
+  if (page->owner != heap) {
+    page_free_remote(page, block);
+    return;
+  }
+  page_block_push(page, block, page->local_free);
+  page->local_free = block;
+  page->used--;
+  if (page->on_full_list) heap_page_unfull(heap, page);
+  if (page->used == 0) heap_page_emptied(heap, page);
+}
+
 /* Gathers the frees of every page, retires the empty ones (kept pages after one
  * interval of grace; all of them when `all`), then applies the purge rules (or
  * purges everything).  Returns how many pages it retired. */
@@ -316,6 +329,7 @@ static size_t keep_less(size_t keep, size_t kept) { return kept < keep ? keep - 
 void heap_trim_all(size_t keep) {
   heap_process_init();
   gl_heap_t *heap = gl_tls_heap;
+  if (heap != &gl_heap_empty) heap_quarantine_flush(heap);
   /* What a heap keeps counts against `keep` (it may keep more: pages that huge
    * pages hold resident). */
   if (heap != &gl_heap_empty) keep = keep_less(keep, heap_trim(heap, keep));
@@ -325,6 +339,56 @@ void heap_trim_all(size_t keep) {
   atomic_store_explicit(&abandoned_next_sweep_ms, os_clock_ms() + abandoned_interval_ms(), memory_order_relaxed);
   pthread_mutex_unlock(&registry_lock);
   purge_cache_keep(keep);
+}
+
+/* ---- Quarantine (secure build) ----
+ * A block freed in the secure build does not go back to its page's lists at
+ * once: secure.c fills it with the freed pattern, marks it freed (so a second free
+ * is a double free, and realloc or malloc_usable_size of it are refused) and
+ * queues it here, on the freeing thread's heap.  It goes back, oldest first, when
+ * the queue holds GL_QUARANTINE_SLOTS blocks or GL_QUARANTINE_BYTES of them, when
+ * the thread exits, and on malloc_trim/galleon_collect: a use after free does not
+ * reach the next block of the size handed out.  A quarantined block still counts
+ * in its page's `used`, so the page stays in use and in place meanwhile (no
+ * retirement, no relink), whichever thread owns it; its release is the ordinary
+ * free, local or remote.  Blocks of first-class heaps skip the quarantine
+ * (galleon_heap_destroy takes every block of its pages back at once), and so do
+ * blocks handed out at an interior address (secure.c). */
+#if GL_SECURE
+static void quarantine_release(gl_heap_t *heap, gl_block_t *block) {
+  gl_page_t *page = segment_page_of(segment_of(block), block);
+  /* Its first two words held the pattern and the freed mark since it came in;
+   * the rest of the pattern is checked when the block is handed out. */
+  if (gl_unlikely(block->link != GL_SECURE_FILL_WORD))
+    gl_fatal("write after free in the block at", block, ": the freed pattern is overwritten at ", block);
+  if (gl_unlikely(block->freed_mark != page_freed_mark(page->key, block)))
+    gl_fatal("write after free in the block at", block, ": the freed pattern is overwritten at ", &block->freed_mark);
+  block->freed_mark = 0; /* the ordinary free marks it again */
+  heap_block_release(heap, page, block);
+}
+
+static void quarantine_pop(gl_heap_t *heap) {
+  gl_block_t *block = heap->quarantine[heap->quarantine_head];
+  heap->quarantine_head = (heap->quarantine_head + 1) % GL_QUARANTINE_SLOTS;
+  heap->quarantine_count--;
+  heap->quarantine_bytes -= segment_page_of(segment_of(block), block)->block_size;
+  quarantine_release(heap, block);
+}
+
+void heap_quarantine_push(gl_heap_t *heap, void *block, size_t bytes) {
+  while (heap->quarantine_count == GL_QUARANTINE_SLOTS ||
+         (heap->quarantine_count != 0 && heap->quarantine_bytes + bytes > GL_QUARANTINE_BYTES))
+    quarantine_pop(heap);
+  heap->quarantine[(heap->quarantine_head + heap->quarantine_count) % GL_QUARANTINE_SLOTS] = block;
+  heap->quarantine_count++;
+  heap->quarantine_bytes += bytes;
+}
+#endif
+
+static void heap_quarantine_flush(gl_heap_t *heap) {
+#if GL_SECURE
+  while (heap->quarantine_count != 0) quarantine_pop(heap);
+#endif
 }
 
 /* ---- The slow path of malloc ---- */
@@ -404,6 +468,10 @@ static uint32_t refill_slow_mask = 15;
  * chance that a given byte is sampled.  First-class heaps and the exit heap are not
  * sampled: a destroyed heap's blocks are never freed one by one. */
 
+
+/* The secure build asks for every request plus its trailer (secure.c): the
+ * profiler records what the program asked for. */
+#define GL_PROFILE_TRAILER (GL_SECURE ? GL_SECURE_TRAILER : 0)
 
 static bool heap_samples(gl_heap_t *heap) {
   if (heap->first_class || heap == exit_heap) return false;
@@ -495,7 +563,7 @@ static GL_NOINLINE void *heap_sample_elsewhere(gl_heap_t *heap, size_t size, boo
     p = large_alloc(size, 0, zero);
   }
   profile_tls_busy = 0;
-  profile_record(p, size);
+  profile_record(p, size - GL_PROFILE_TRAILER);
   return p;
 }
 
@@ -524,7 +592,7 @@ static GL_NOINLINE void *heap_take_sampling(gl_heap_t *heap, gl_page_t *page, si
   if (heap->sample_left > 0 && sample_charge_list(heap, page)) return page_take_block(page, size, zero);
   /* A sampled byte falls in the next block.  Lists are charged by block size, so
    * the request is sampled with the probability its own size gives (thinning). */
-  bool sample = profile_accept(size, page->block_size);
+  bool sample = profile_accept(size - GL_PROFILE_TRAILER, page->block_size);
   heap->sample_left = profile_next_interval();
   if (page->free == NULL) { /* cut before its first block: take the list back */
     page_free_from_local(page);
@@ -537,7 +605,7 @@ static GL_NOINLINE void *heap_take_sampling(gl_heap_t *heap, gl_page_t *page, si
   if (page->free != NULL) sample_charge_list(heap, page);
   if (!sample) return block;
   void *p = heap_sample_tag(page, block);
-  profile_record(p, size);
+  profile_record(p, size - GL_PROFILE_TRAILER);
   return p;
 }
 
@@ -703,6 +771,7 @@ static gl_heap_t *heap_get_or_init(void) {
 static void heap_thread_done(void *value) {
   gl_heap_t *heap = value;
   if (heap == NULL || heap == &gl_heap_empty || heap != gl_tls_heap) return;
+  heap_quarantine_flush(heap);
   heap_sweep(heap, false);
   gl_tls_heap = &gl_heap_empty;
   gl_tls_heap_done = 1;

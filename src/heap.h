@@ -38,6 +38,16 @@ GL_HIDDEN void heap_page_emptied(gl_heap_t *heap, gl_page_t *page);
 GL_HIDDEN void heap_block_freed_last(void *p);
 /* A page on the full list got a block back from its owner. */
 GL_HIDDEN void heap_page_unfull(gl_heap_t *heap, gl_page_t *page);
+/* Gives a checked block back to its page off free's fast path: onto local_free
+ * when `heap` (the caller's) owns the page, else as a remote free. */
+GL_HIDDEN void heap_block_release(gl_heap_t *heap, gl_page_t *page, gl_block_t *block);
+
+#if GL_SECURE
+/* Secure build: a freed block (filled, marked freed, of `bytes`) waits in the
+ * heap's quarantine; the oldest ones go back to their pages to make room (heap.c,
+ * "Quarantine"). */
+GL_HIDDEN void heap_quarantine_push(gl_heap_t *heap, void *block, size_t bytes);
+#endif
 
 /* malloc_trim(keep): the free memory of the calling thread's heap, of abandoned and
  * destroyed heaps and of the segment cache goes back to the OS, but for `keep`

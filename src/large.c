@@ -6,19 +6,48 @@
 #include "check.h"
 #include "large.h"
 
+/* ---- Guard pages (secure build) ----
+ * A PROT_NONE page follows every large block, at the first page boundary after
+ * its `size` bytes (the caller's request plus its canary, secure.c): a linear
+ * overflow faults within a page of the end; the canary catches a shorter one on
+ * free.  The mapping gets one more page for it.  The guard is lifted before the
+ * segment is freed (cached segments are reused, merged and moved whole) or
+ * resized (mremap refuses a range with mixed protections).  When mprotect
+ * fails (the process is out of memory maps) the block goes without a guard. */
+static size_t large_guard_room(void) { return GL_SECURE ? os_page_size() : 0; }
+
+static void large_guard_set(gl_segment_t *seg, size_t size) {
+#if GL_SECURE
+  size_t page = os_page_size();
+  uint8_t *guard = (uint8_t *)gl_align_up((uintptr_t)seg + seg->large_offset + size, page);
+  seg->large_guard = NULL;
+  if (guard + page <= (uint8_t *)seg + seg->mapped_size && os_protect(guard, page, false)) seg->large_guard = guard;
+#endif
+}
+
+static void large_guard_lift(gl_segment_t *seg) {
+#if GL_SECURE
+  if (seg->large_guard != NULL) os_protect(seg->large_guard, os_page_size(), true);
+  seg->large_guard = NULL;
+#endif
+}
+
 void *large_alloc(size_t size, size_t alignment, bool zero) {
-  if (size > GL_MAX_ALLOC) {
+  if (size > GL_MAX_ALLOC - large_guard_room()) {
     errno = ENOMEM;
     return NULL;
   }
   bool is_zero = false;
-  gl_segment_t *seg = segment_large_alloc(size, alignment, &is_zero);
+  gl_segment_t *seg = segment_large_alloc(size + large_guard_room(), alignment, &is_zero);
   if (seg == NULL) {
     errno = ENOMEM;
     return NULL;
   }
   uint8_t *block = (uint8_t *)seg + seg->large_offset;
   if (zero && !is_zero) memset(block, 0, size);
+  /* Secure: a reused segment holds an earlier block's data. */
+  if (GL_SECURE && !zero && !is_zero) memset(block, GL_SECURE_FILL, size);
+  large_guard_set(seg, size);
   if (GL_VALGRIND && seg->large_usable > size) annotate_noaccess(block + size, seg->large_usable - size);
   gl_counter_add_peak(&gl_counters.large_blocks, 1, &gl_counters.large_blocks_peak);
   gl_counter_add_peak(&gl_counters.large_bytes, seg->mapped_size, &gl_counters.large_bytes_peak);
@@ -68,6 +97,7 @@ void large_free(gl_segment_t *seg, void *p) {
   gl_counter_sub(&gl_counters.large_blocks, 1);
   gl_counter_sub(&gl_counters.large_bytes, seg->mapped_size);
   gl_counter_sub(&gl_counters.large_in_use_bytes, seg->large_usable);
+  large_guard_lift(seg);
   segment_large_free(seg);
   purge_large_freed();
 }
@@ -83,14 +113,33 @@ static void large_counters_resized(gl_segment_t *seg, size_t old_mapped, size_t 
 
 static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size);
 
+static void *large_resize_guarded(gl_segment_t *seg, void *p, size_t size);
+
 /* mremap may move the header, and with it the list links: a tracked segment leaves
  * its heap's list while it is resized. */
 void *large_resize(gl_segment_t *seg, void *p, size_t size) {
   struct gl_heap_s *heap = seg->heap;
-  if (heap == NULL) return large_resize_untracked(seg, p, size);
+  if (heap == NULL) return large_resize_guarded(seg, p, size);
   large_untrack(seg);
-  void *q = large_resize_untracked(seg, p, size);
+  void *q = large_resize_guarded(seg, p, size);
   large_track(heap, q != NULL ? q : p);
+  return q;
+}
+
+/* The guard page comes off for the resize and goes back after the new end (or the
+ * old one, when the block stays where and as it was). */
+static void *large_resize_guarded(gl_segment_t *seg, void *p, size_t size) {
+  if (!GL_SECURE) return large_resize_untracked(seg, p, size);
+  if (size > GL_MAX_ALLOC - large_guard_room()) return NULL;
+#if GL_SECURE
+  size_t old_size = seg->large_guard != NULL ? (size_t)(seg->large_guard - (uint8_t *)p) : seg->large_usable;
+#else
+  size_t old_size = 0;
+#endif
+  large_guard_lift(seg);
+  void *q = large_resize_untracked(seg, p, size + large_guard_room());
+  if (q != NULL) large_guard_set(segment_find(q), size);
+  else large_guard_set(seg, old_size);
   return q;
 }
 

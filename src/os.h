@@ -111,4 +111,9 @@ GL_HIDDEN void os_event_unlock(os_event_t *ev);
 GL_HIDDEN void os_event_wait(os_event_t *ev, uint64_t deadline_ms); /* lock held */
 GL_HIDDEN void os_event_signal(os_event_t *ev);                     /* takes the lock */
 
+/* Makes [addr, addr + size) inaccessible (PROT_NONE) or readable and writable
+ * again; false when the kernel refuses (out of memory maps).  The secure build's
+ * guard pages. */
+GL_HIDDEN bool os_protect(void *addr, size_t size, bool accessible);
+
 #endif /* GALLEON_OS_H */

@@ -375,3 +375,10 @@ void os_symbolize(const void *pc, const char **symbol, const char **object, uint
     *offset = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
   }
 }
+
+bool os_protect(void *addr, size_t size, bool accessible) {
+  int saved = errno;
+  int rc = mprotect(addr, size, accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
+  errno = saved;
+  return rc == 0;
+}

@@ -20,10 +20,17 @@
  * inherited keep their keys: the links and marks in their free blocks are encoded
  * under them, and re-encoding every list would touch all free memory. */
 static uint64_t secret_key, secret_tag;
+#if GL_SECURE
+uint64_t page_secret_canary;
+#endif
 
 void page_secrets_init(bool fork_child) {
   secret_key = os_random();
   if (!fork_child) secret_tag = os_random();
+#if GL_SECURE
+  /* Kept by a fork child: its inherited blocks carry canaries made with it. */
+  if (!fork_child) page_secret_canary = os_random();
+#endif
 }
 
 /* Odd: the marks block * key of distinct blocks differ, and none is 0. */
@@ -77,6 +84,46 @@ static void page_carve(const gl_page_t *page, uint8_t *first, uint8_t *last, siz
   ((gl_block_t *)last)->freed_mark = page_freed_mark(key, last);
 }
 
+#if GL_SECURE
+/* The secure build carves in a shuffled order (a draw of the owner heap's
+ * generator per carve, Fisher-Yates over at most 64 blocks), so the next block
+ * malloc returns is not the neighbour of the last one: an overflow or a use after
+ * free cannot count on which block it reaches.  Every carved block is filled with
+ * the freed pattern (beyond its two list words), as a freed block is: a fresh
+ * block never shows what the memory held before, and malloc checks the pattern of
+ * any block it hands out the same way (secure.c). */
+static uint64_t page_shuffle_draw(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * 0x2545F4914F6CDD1Dull;
+}
+
+static void page_carve_shuffled(gl_page_t *page, uint8_t *first, uint32_t n, size_t bs) {
+  uint8_t order[64];
+  uint64_t state = page->owner != NULL ? page->owner->rng : page->key;
+  for (uint32_t i = 0; i < n; i++) order[i] = (uint8_t)i;
+  for (uint32_t i = n - 1; i > 0; i--) {
+    uint32_t j = (uint32_t)((page_shuffle_draw(&state) >> 32) % (i + 1));
+    uint8_t t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  if (page->owner != NULL) page->owner->rng = state;
+  uintptr_t key = page->key;
+  for (uint32_t i = 0; i < n; i++) {
+    uint8_t *b = first + (size_t)order[i] * bs;
+    uint8_t *next = i + 1 < n ? first + (size_t)order[i + 1] * bs : NULL;
+    memset(b + sizeof(gl_block_t), GL_SECURE_FILL, bs - sizeof(gl_block_t));
+    ((gl_block_t *)b)->link = page_link_encode(key, b, next);
+    ((gl_block_t *)b)->freed_mark = page_freed_mark(key, b);
+  }
+  page->free = (gl_block_t *)(first + (size_t)order[0] * bs);
+}
+#endif
+
 bool page_extend(gl_page_t *page) {
   if (page->capacity >= page->reserved) return false;
   gl_assert(page->free == NULL);
@@ -92,14 +139,19 @@ bool page_extend(gl_page_t *page) {
   uint8_t *last = first + (size_t)(n - 1) * bs;
   /* Carved blocks carry the freed mark: a free() of one that was never handed out
    * is a double free, not a second copy of it on the list. */
+#if GL_SECURE
+  (void)last;
+  page_carve_shuffled(page, first, n, bs);
+#else
   page_carve(page, first, last, bs);
-  annotate_noaccess(first, (size_t)n * bs); /* until handed out */
   page->free = (gl_block_t *)first;
+#endif
+  annotate_noaccess(first, (size_t)n * bs); /* until handed out */
   page->sample_listed = page->sample_added = 0;
   /* Remote threads read these in free's checks: relaxed atomic stores. */
   __atomic_store_n(&page->capacity, page->capacity + n, __ATOMIC_RELAXED);
   __atomic_store_n(&page->carved_limit, page_carved_limit(bs, page->capacity), __ATOMIC_RELAXED);
-  page->free_is_zero = page->mem_is_zero;
+  page->free_is_zero = GL_SECURE ? 0 : page->mem_is_zero; /* secure: the pattern, not zero */
   return true;
 }
 
@@ -109,6 +161,9 @@ void page_relink(gl_page_t *page, uint64_t random) {
   if (page->capacity == 0) return;
   size_t bs = page->block_size;
   uint8_t *first = page->start, *last = first + (size_t)(page->capacity - 1) * bs;
+  /* Secure: every block of a destroyed heap gets the freed pattern (the next heap
+   * must not see its data), and they go on the list in address order. */
+  if (GL_SECURE) memset(first, GL_SECURE_FILL, (size_t)page->capacity * bs);
   page_carve(page, first, last, bs);
   annotate_noaccess(first, (size_t)page->capacity * bs);
   page->free = (gl_block_t *)first;

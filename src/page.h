@@ -174,6 +174,12 @@ GL_INLINE void page_block_zero(const gl_page_t *page, gl_block_t *block, size_t 
   else memset(block, 0, size);
 }
 
+#if GL_SECURE
+/* The secure build's canaries are keyed by this (secure.c); drawn with the other
+ * secrets at process start, before the first block. */
+extern GL_HIDDEN uint64_t page_secret_canary;
+#endif
+
 /* Draws the per-process secrets (os_random): at process start, and in a fork
  * child (fork_child: only the one new page keys take, see page.c). */
 GL_HIDDEN void page_secrets_init(bool fork_child);

@@ -31,6 +31,7 @@ static void *realloc_checked(gl_heap_t *heap, void *p, size_t size) {
    * and before anything is copied. */
   void *start;
   gl_page_t *page = free_check_block(p, "invalid realloc of", true, &start);
+  if (GL_SECURE) return secure_realloc(heap, p, size, page, start);
   if (size > GL_MAX_ALLOC) {
     errno = ENOMEM;
     return NULL;

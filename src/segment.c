@@ -363,6 +363,20 @@ gl_page_t *segment_page_alloc(gl_segset_t *set, struct gl_heap_s *heap, gl_kind_
   /* A dirty page first: it is resident already, a clean one would fault in. */
   uint64_t pick = seg->dirty_mask ? seg->dirty_mask : seg->free_mask;
   unsigned idx = (unsigned)__builtin_ctzll(pick);
+#if GL_SECURE
+  /* Secure: any one of those pages, so where a page of a class lies (next to
+   * which other class) is not predictable.  Mixed from the heap's generator state
+   * (which its owner draws from right after this, for the page key) and the
+   * segment's address, without advancing it. */
+  if (heap != NULL) {
+    uint64_t z = heap->rng ^ (uintptr_t)seg ^ seg->used_pages;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    for (unsigned k = (unsigned)(z % (uint64_t)__builtin_popcountll(pick)); k > 0; k--) pick &= pick - 1;
+    idx = (unsigned)__builtin_ctzll(pick);
+  }
+#endif
   gl_page_t *page = &seg->pages[idx];
   uint64_t bit = (uint64_t)1 << idx;
   *was_dirty = page->state == GL_PAGE_FREE_DIRTY;

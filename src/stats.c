@@ -193,12 +193,20 @@ static void totals_finish(totals_t *t) {
 
 static void walk_heaps(totals_t *t) {
   memset(t, 0, sizeof *t);
+  size_t quarantined = 0;
   for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) {
     if (heap_is_lost(h)) continue; /* half-changed at a fork: not walked */
     heap_info_t w;
     heap_info_read(h, &w);
     totals_add(t, h, &w);
+#if GL_SECURE
+    quarantined += __atomic_load_n(&h->quarantine_bytes, __ATOMIC_RELAXED);
+#endif
   }
+  /* Secure build: quarantined blocks were freed by the program; they still count
+   * in their pages' `used` (and may lie in another heap's pages), so they come off
+   * the total. */
+  t->in_use -= quarantined < t->in_use ? quarantined : t->in_use;
   totals_finish(t);
 }
 

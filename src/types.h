@@ -50,6 +50,17 @@
 #define GL_COLD __attribute__((cold, noinline))
 #define GL_INLINE static inline __attribute__((always_inline))
 
+/* The secure build (libgalleon-secure, compiled with -DGALLEON_SECURE=1; see
+ * docs/SECURITY.md and secure.c): canaries, freed-block patterns, a quarantine,
+ * shuffled carving, guard pages.  In the default build GL_SECURE is 0, every
+ * `if (GL_SECURE)` folds away and the #if'd fields below do not exist, so its code
+ * is the same instructions as without any of it. */
+#ifdef GALLEON_SECURE
+#define GL_SECURE 1
+#else
+#define GL_SECURE 0
+#endif
+
 /* ---- Geometry ---- */
 #define GL_SEGMENT_SHIFT 22
 #define GL_SEGMENT_SIZE ((size_t)1 << GL_SEGMENT_SHIFT)
@@ -77,6 +88,15 @@
 #define GL_SEGMAP_CHUNK_UNITS ((size_t)1 << GL_SEGMAP_CHUNK_SHIFT)
 #define GL_SEGMAP_CHUNKS (GL_SEGMAP_UNITS >> GL_SEGMAP_CHUNK_SHIFT)
 #define GL_MIN_ALIGN 16
+/* The secure build: room after every block of a page for its canary (8 bytes
+ * right after the requested size) and its size word (the block's last 8), and
+ * the quarantine's bounds per thread heap. */
+#define GL_SECURE_TRAILER ((size_t)16)
+#define GL_QUARANTINE_SLOTS 256
+#define GL_QUARANTINE_BYTES ((size_t)512 * 1024)
+/* Freed and never-used blocks of the secure build hold this byte. */
+#define GL_SECURE_FILL 0xdb
+#define GL_SECURE_FILL_WORD ((uint64_t)0xdbdbdbdbdbdbdbdbull)
 
 _Static_assert(GL_SMALL_PAGES == 64 && GL_MEDIUM_PAGES == 8, "page masks are 64-bit words");
 _Static_assert(GL_SMALL_MAX * 8 <= ((size_t)1 << GL_SMALL_PAGE_SHIFT), "small pages hold 8 blocks or more");
@@ -227,6 +247,10 @@ typedef struct gl_segment_s {
   size_t large_usable;   /* bytes usable from there to the end of the mapping */
   size_t large_alignment;
   uint8_t large_is_zero; /* the block's memory is known to be zero */
+#if GL_SECURE
+  size_t large_requested; /* the size asked for: its canary follows it */
+  uint8_t *large_guard;   /* the PROT_NONE page after the block, or NULL */
+#endif
   gl_page_t pages[] __attribute__((aligned(64)));
 } gl_segment_t;
 
@@ -288,6 +312,13 @@ typedef struct gl_heap_s {
   uint32_t sample_generation;         /* heap profiler: the start that drew sample_left */
   int64_t sample_left;                /* heap profiler: bytes to allocate before the next sample */
   gl_list_t large_blocks;             /* first-class: its large segments (under segs.lock) */
+#if GL_SECURE
+  /* Freed blocks waiting before they go back to their pages' lists (heap.c,
+   * "Quarantine"): a ring of block starts, oldest at quarantine_head. */
+  uint32_t quarantine_head, quarantine_count;
+  size_t quarantine_bytes;
+  void *quarantine[GL_QUARANTINE_SLOTS];
+#endif
   _Atomic(int) state;                 /* gl_heap_state_t */
   struct gl_heap_s *all_next;         /* every heap ever made (never freed) */
   struct gl_heap_s *abandoned_next;   /* abandoned list */

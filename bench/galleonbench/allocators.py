@@ -82,9 +82,26 @@ def find_allocators(galleon):
     return allocs
 
 
+def secure_path(galleon_shown):
+    """libgalleon-secure.so, the secure build, next to Galleon's library."""
+    return os.path.join(os.path.dirname(galleon_shown), "libgalleon-secure.so")
+
+
 def add_variants(allocs, wanted, workdir):
-    """Appends the Galleon variants named in `wanted` (after Galleon was pinned)."""
+    """Appends the Galleon variants named in `wanted` (after Galleon was pinned),
+    and galleon-secure (a pinned copy of libgalleon-secure.so from the same
+    directory as Galleon's library) when named."""
     galleon = next((a for a in allocs if a.name == "galleon"), None)
+    if "galleon-secure" in wanted:
+        if galleon is None:
+            raise SystemExit("galleon-secure is looked for next to Galleon's library, which was not found")
+        path = secure_path(galleon.shown)
+        if not os.path.exists(path):
+            raise SystemExit("galleon-secure: %s not found (build it with `make` in the repo root)" % path)
+        pinned = os.path.join(workdir, "libgalleon-secure.so")
+        shutil.copy2(path, pinned)
+        log("galleon-secure: %s, running a pinned copy" % path)
+        allocs.append(Allocator("galleon-secure", pinned, os.path.realpath(path)))
     for name in wanted:
         if name in VARIANTS:
             if galleon is None:

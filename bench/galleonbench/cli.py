@@ -46,7 +46,8 @@ def parse_args(argv=None):
     ap.add_argument("--out", help="output directory (default bench/results/<timestamp>)")
     ap.add_argument("--galleon", help="path of libgalleon.so (default build/libgalleon.so, or $GALLEON_LIB)")
     ap.add_argument("--allocators", help="comma-separated subset of galleon,glibc,jemalloc,tcmalloc,mimalloc, "
-                    "plus galleon-profile (Galleon with its heap profiler on: GALLEON_PROFILE)")
+                    "plus galleon-profile (Galleon with its heap profiler on: GALLEON_PROFILE) and "
+                    "galleon-secure (libgalleon-secure.so, the secure build, next to Galleon's library)")
     ap.add_argument("--baseline", metavar="PATH",
                     help="another libgalleon.so (an earlier build) run as allocator galleon-base, interleaved with "
                          "the others: a change measured against what it changes")

@@ -37,12 +37,49 @@
  *                       address: its free blocks must differ between them (each
  *                       child draws its own secrets for new pages)
  *
+ * The same program built with TEST_SECURE=1 and linked with libgalleon-secure
+ * (the CTest entry security_secure) runs the attacks of the secure build instead
+ * (docs/SECURITY.md, "The secure build"); each names the exact line expected:
+ *   overflow_<n>_free   n = 1, 8, 16 bytes written past the requested size of a
+ *                       small (40), small (100), medium (3000) and large (200000)
+ *                       block, then free: "heap overflow past the end of the
+ *                       block at P (size N): canary overwritten"
+ *   overflow_<n>_realloc  the same, reported by realloc
+ *   write_after_free    a byte written into a freed block; malloc_trim(0) empties
+ *                       the quarantine, then malloc until the block comes back:
+ *                       "write after free in the block at P: the freed pattern is
+ *                       overwritten at P+30"
+ *   write_after_free_evicted  the same, the block pushed out of the quarantine by
+ *                       2000 later frees instead of malloc_trim
+ *   forged_link_quarantined  a forged link written into a block in quarantine:
+ *                       "write after free ... overwritten at P" when it leaves
+ *   forged_link_listed  a forged link written after the block left the quarantine
+ *                       (it is on local_free): the heap corruption line, as above
+ *   thread_free_forged, heap_forged  as in the default build
+ *   double_free_reuse   free, malloc_trim, reuse, free, free: "double free of P"
+ *   read_after_free     a freed block reads as the pattern 0xdb, not its data (but
+ *                       for its second word: the freed mark)
+ *   fresh_blocks        a block handed out again holds none of its old data, a
+ *                       new one only the pattern (or zero)
+ *   quarantine          a freed block is not handed out again by the next 500
+ *                       allocations of its size
+ *   shuffled            32 new blocks of a page are not handed out in address order
+ *   guard_page          writing on past the end of a large block faults (SIGSEGV)
+ *                       within a page
+ *   usable_size         malloc_usable_size is the requested size, and the canary
+ *                       lies right after it
+ *
  * Output in the children goes through write(2): stdio would allocate. */
 #define _GNU_SOURCE 1
 #include <pthread.h>
 #include <stdbool.h>
 
 #include "../test_util.h"
+
+#if TEST_SECURE
+/* The default build's cases this build does not run stay compiled. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#endif
 
 static void *volatile sink;
 static void *opaque(void *p) {
@@ -295,6 +332,237 @@ static void fork_new_page(void *arg) {
   _exit(0);
 }
 
+#if TEST_SECURE
+/* ---- The secure build's attacks ---- */
+
+/* Each reporting case first says the block's address on a line of its own. */
+static void say_block(const void *p) { say("block %p", p); }
+
+/* Flips n bytes right after the request: a change whatever the canary holds. */
+static void overflow_bytes(char *p, size_t size, size_t n) {
+  unsigned char *q = opaque(p);
+  for (size_t i = 0; i < n; i++) q[size + i] = (unsigned char)~q[size + i];
+}
+
+static const size_t overflow_sizes[4] = {40, 100, 3000, 200000};
+static const size_t overflow_lengths[3] = {1, 8, 16};
+
+static void overflow_at_free(void *arg) {
+  size_t size = overflow_sizes[(uintptr_t)arg & 3], n = overflow_lengths[(uintptr_t)arg >> 2];
+  char *p = malloc(size);
+  SETUP(p != NULL && malloc_usable_size(p) == size);
+  say_block(p);
+  overflow_bytes(p, size, n);
+  free(opaque(p));
+  say("the overflow of %zu bytes past %p (size %zu) was not caught by free", n, (void *)p, size);
+  _exit(5);
+}
+
+static void overflow_at_realloc(void *arg) {
+  size_t size = overflow_sizes[(uintptr_t)arg & 3], n = overflow_lengths[(uintptr_t)arg >> 2];
+  char *p = malloc(size);
+  SETUP(p != NULL);
+  say_block(p);
+  overflow_bytes(p, size, n);
+  sink = realloc(opaque(p), size * 3);
+  say("the overflow of %zu bytes past %p (size %zu) was not caught by realloc", n, (void *)p, size);
+  _exit(5);
+}
+
+/* Allocates `size` until p comes back (kept: the lists only move forward). */
+static void secure_alloc_until(size_t size, void *p) {
+  for (long i = 0; i < 1000000; i++) {
+    void *q = malloc(size);
+    SETUP(q != NULL);
+    check_returned(q);
+    if (q == p) {
+      say("the block %p came back after %ld allocations: nothing caught", p, i + 1);
+      _exit(5);
+    }
+  }
+  say("the block %p never came back", p);
+  _exit(5);
+}
+
+/* malloc_trim(0) returns empty pages, and unmaps empty segments: a live block of
+ * the class keeps the attacked block's page (and segment) in place. */
+static void *page_keeper;
+
+static void write_after_free(void *arg) {
+  page_keeper = malloc(64);
+  char *p = malloc(64);
+  SETUP(p != NULL);
+  say_block(p);
+  free(p);
+  ((volatile char *)opaque(p))[30] = 'X';
+  malloc_trim(0);
+  secure_alloc_until(64, p);
+}
+
+static void write_after_free_evicted(void *arg) {
+  char *p = malloc(64);
+  SETUP(p != NULL);
+  say_block(p);
+  free(p);
+  ((volatile char *)opaque(p))[30] = 'X';
+  for (int i = 0; i < 2000; i++) free(malloc(64));
+  secure_alloc_until(64, p);
+}
+
+static void forged_link_quarantined(void *arg) {
+  page_keeper = malloc(48);
+  char *p = malloc(48);
+  SETUP(p != NULL);
+  say_block(p);
+  free(p);
+  write_word(p, (uintptr_t)target);
+  malloc_trim(0); /* it leaves the quarantine: its first word is checked */
+  secure_alloc_until(48, p);
+}
+
+static void forged_link_listed(void *arg) {
+  page_keeper = malloc(48);
+  char *p = malloc(48);
+  SETUP(p != NULL);
+  free(p);
+  malloc_trim(0); /* on local_free now, its link encoded */
+  write_word(p, (uintptr_t)target);
+  alloc_until(VIA_MALLOC, 48, p);
+}
+
+static void secure_double_free(void *arg) {
+  char *keep = malloc(48), *p = malloc(48);
+  SETUP(keep && p);
+  say_block(p);
+  free(p);
+  malloc_trim(0);
+  for (long i = 0;; i++) {
+    SETUP(i < 1000000);
+    void *q = malloc(48);
+    SETUP(q != NULL);
+    if (q == p) break;
+  }
+  free(p);
+  free(opaque(p)); /* in quarantine, marked freed: must abort here */
+  say("the double free of %p was not caught", (void *)p);
+  _exit(5);
+}
+
+static void read_after_free(void *arg) {
+  unsigned char *p = malloc(100);
+  SETUP(p != NULL);
+  memset(p, 'S', 100);
+  free(p);
+  /* Its second word holds the freed mark (the double-free test): not data. */
+  if (read_word(p + 8) == 0x5353535353535353ull) {
+    say("the second word of the freed block %p still holds its data", (void *)p);
+    _exit(1);
+  }
+  for (int i = 0; i < 100; i++) {
+    if (i == 8) i = 16;
+    unsigned char c = ((volatile unsigned char *)opaque(p))[i];
+    if (c != 0xdb) {
+      say("byte %d of the freed block %p reads %#x, not the pattern 0xdb", i, (void *)p, c);
+      _exit(1);
+    }
+  }
+  _exit(0);
+}
+
+static bool holds_only(const unsigned char *p, size_t n, int *bad) {
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] != 0xdb && p[i] != 0) {
+      *bad = (int)i;
+      return false;
+    }
+  }
+  return true;
+}
+
+static void fresh_blocks(void *arg) {
+  int bad = 0;
+  for (size_t size = 16; size <= 300000; size = size * 3 + 8) {
+    unsigned char *p = opaque(malloc(size));
+    SETUP(p != NULL);
+    if (!holds_only(p, size, &bad)) {
+      say("byte %d of a new block of %zu bytes is %#x", bad, size, p[bad]);
+      _exit(1);
+    }
+    memset(p, 'S', size);
+    free(p);
+  }
+  malloc_trim(0);
+  unsigned char *p = malloc(200);
+  SETUP(p != NULL);
+  memset(p, 'S', 200);
+  free(p);
+  malloc_trim(0);
+  for (long i = 0;; i++) {
+    SETUP(i < 1000000);
+    unsigned char *q = opaque(malloc(200));
+    SETUP(q != NULL);
+    if (!holds_only(q, 200, &bad)) {
+      say("byte %d of a reused block %p is %#x: earlier data", bad, (void *)q, q[bad]);
+      _exit(1);
+    }
+    if (q == p) break;
+  }
+  _exit(0);
+}
+
+static void quarantine(void *arg) {
+  for (int round = 0; round < 20; round++) {
+    void *p = malloc(64);
+    SETUP(p != NULL);
+    free(p);
+    for (int i = 0; i < 500; i++) {
+      void *q = malloc(64);
+      SETUP(q != NULL);
+      if (q == p) {
+        say("the freed block %p came back after %d allocations", p, i + 1);
+        _exit(1);
+      }
+    }
+  }
+  _exit(0);
+}
+
+static void shuffled(void *arg) {
+  char *b[32];
+  int ascending = 0;
+  for (int i = 0; i < 32; i++) SETUP((b[i] = malloc(5000)) != NULL); /* class 5120: a fresh page */
+  for (int i = 1; i < 32; i++) ascending += b[i] > b[i - 1];
+  if (ascending == 31) {
+    say("32 new blocks came in address order");
+    _exit(1);
+  }
+  _exit(0);
+}
+
+static void guard_page(void *arg) {
+  size_t size = 300000;
+  volatile char *p = opaque(malloc(size));
+  SETUP(p != NULL);
+  for (size_t i = size; i < size + 8192; i++) p[i] = 'O';
+  say("wrote 8 KiB past the end of the large block %p", (void *)p);
+  _exit(5);
+}
+
+static void usable_size(void *arg) {
+  for (size_t size = 0; size < 70000; size += 7) {
+    unsigned char *p = malloc(size);
+    SETUP(p != NULL);
+    if (malloc_usable_size(p) != size) {
+      say("malloc_usable_size(malloc(%zu)) is %zu", size, malloc_usable_size(p));
+      _exit(1);
+    }
+    memset(p, 'U', size);
+    free(p);
+  }
+  _exit(0);
+}
+#endif
+
 /* ---- The parent ---- */
 
 static const char corruption_prefix[] = "galleon: error: heap corruption in the free list of the page at 0x";
@@ -380,6 +648,74 @@ static void expect_rekey(void) {
   free(r2);
 }
 
+#if TEST_SECURE
+/* The child said "block P" first; the line after it must be `prefix` P `suffix`,
+ * (P + offset when `at_offset`), and the child must die of abort(). */
+static void expect_line(const char *name, void (*fn)(void *), void *arg, const char *prefix, const char *suffix,
+                        long at_offset) {
+  child_result_t *r = malloc(sizeof *r);
+  CHECK(r != NULL);
+  CHECK(run_child(fn, arg, 60, r) == 0);
+  void *p = NULL;
+  const char *nl = strchr(r->err, '\n');
+  char want[512];
+  if (sscanf(r->err, "block %p", &p) != 1 || nl == NULL) {
+    report(name, "the child did not say its block", r);
+  } else {
+    if (at_offset >= 0) snprintf(want, sizeof want, "%s%p%s%p\n", prefix, p, suffix, (void *)((char *)p + at_offset));
+    else snprintf(want, sizeof want, "%s%p%s\n", prefix, p, suffix);
+    if (!died_of_abort(r) || strcmp(nl + 1, want) != 0) {
+      fprintf(stderr, "security: %s: expected the line: %s", name, want);
+      report(name, "expected exactly that line and abort()", r);
+    } else {
+      printf("security: %-26s ok: %s", name, nl + 1);
+    }
+  }
+  free(r);
+}
+
+static void expect_signal(const char *name, void (*fn)(void *), int sig) {
+  child_result_t *r = malloc(sizeof *r);
+  CHECK(r != NULL);
+  CHECK(run_child(fn, NULL, 60, r) == 0);
+  if (!WIFSIGNALED(r->status) || WTERMSIG(r->status) != sig || r->err_len != 0) report(name, "expected the signal", r);
+  else printf("security: %-26s ok: signal %d\n", name, sig);
+  free(r);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  for (uintptr_t n = 0; n < 3; n++) {
+    for (uintptr_t s = 0; s < 4; s++) {
+      char name[64], suffix[64];
+      snprintf(suffix, sizeof suffix, " (size %zu): canary overwritten", overflow_sizes[s]);
+      snprintf(name, sizeof name, "overflow_%zu_free/%zu", overflow_lengths[n], overflow_sizes[s]);
+      expect_line(name, overflow_at_free, (void *)(n << 2 | s),
+                  "galleon: error: heap overflow past the end of the block at ", suffix, -1);
+      snprintf(name, sizeof name, "overflow_%zu_realloc/%zu", overflow_lengths[n], overflow_sizes[s]);
+      expect_line(name, overflow_at_realloc, (void *)(n << 2 | s),
+                  "galleon: error: heap overflow past the end of the block at ", suffix, -1);
+    }
+  }
+  const char *waf = "galleon: error: write after free in the block at ";
+  const char *waf_at = ": the freed pattern is overwritten at ";
+  expect_line("write_after_free", write_after_free, NULL, waf, waf_at, 30);
+  expect_line("write_after_free_evicted", write_after_free_evicted, NULL, waf, waf_at, 30);
+  expect_line("forged_link_quarantined", forged_link_quarantined, NULL, waf, waf_at, 0);
+  expect_corruption("forged_link_listed", forged_link_listed);
+  expect_corruption("thread_free_forged", thread_free_forged);
+  expect_corruption("heap_forged", heap_forged);
+  expect_line("double_free_reuse", secure_double_free, NULL, "galleon: error: double free of ", "", -1);
+  expect_exit0("read_after_free", read_after_free);
+  expect_exit0("fresh_blocks", fresh_blocks);
+  expect_exit0("quarantine", quarantine);
+  expect_exit0("shuffled", shuffled);
+  expect_signal("guard_page", guard_page, SIGSEGV);
+  expect_exit0("usable_size", usable_size);
+  printf("security: %s\n", failures ? "FAILED" : "ok");
+  return failures != 0;
+}
+#else
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
   expect_corruption("local_free_forged", local_free_forged);
@@ -398,3 +734,4 @@ int main(void) {
   printf("security: %s\n", failures ? "FAILED" : "ok");
   return failures != 0;
 }
+#endif

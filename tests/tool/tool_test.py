@@ -46,6 +46,7 @@ import json
 import math
 import os
 import re
+import signal
 import shutil
 import struct
 import subprocess
@@ -219,8 +220,23 @@ def case_run(a):
     r = run([tool, "run", "--profile=%s" % os.path.join(work, "env.prof"), "--", "sh", "-c",
              'echo "$GALLEON_PROFILE ${GALLEON_PROFILE_LEAKS-unset}"'], cwd="/")
     check(r.stdout == "%s unset\n" % os.path.join(work, "env.prof"), "--profile=FILE: %r" % r.stdout)
+
+    # --secure: the secure build is preloaded, and it is the secure build (a
+    # one-byte overflow past a request is reported when the block is freed).
+    secure_lib = os.path.join(a.build, "libgalleon-secure.so")
+    r = run([tool, "run", "--secure", "--", "sh", "-c", "echo $LD_PRELOAD"], env=env_without_galleon())
+    check(r.stdout == "%s\n" % secure_lib, "--secure preloads %r" % r.stdout)
+    overflow = ("import ctypes; libc = ctypes.CDLL(None); libc.malloc.restype = ctypes.c_void_p; "
+                "p = libc.malloc(24); ctypes.memset(p + 24, 65, 1); libc.free(ctypes.c_void_p(p))")
+    r = run([tool, "run", "--secure", "--", sys.executable, "-c", overflow], expect=-signal.SIGABRT,
+            env=env_without_galleon())
+    check("galleon: error: heap overflow past the end of the block at 0x" in r.stderr,
+          "--secure: a one-byte overflow: %r" % r.stderr)
+    r = run([tool, "run", "--secure", "--library", os.path.join(a.build, "libgalleon.so"), "--", "true"],
+            expect=2)
+    check("--secure and --library" in r.stderr, "--secure with --library: %r" % r.stderr)
     print("  run: preload, options (winning over GALLEON_<NAME>), stats at exit (json, text), exit status, "
-          "--profile")
+          "--profile, --secure")
 
 
 # ---- heapmap ----
