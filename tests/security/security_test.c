@@ -388,33 +388,33 @@ static void secure_alloc_until(size_t size, void *p) {
  * the class keeps the attacked block's page (and segment) in place. */
 static void *page_keeper;
 
-static void write_after_free(void *arg) {
-  page_keeper = malloc(64);
-  char *p = malloc(64);
+/* A block of `size` bytes, named on stderr and freed (into the quarantine); with
+ * keep_page, a live block of its class keeps its page through malloc_trim. */
+static char *freed_block(size_t size, bool keep_page) {
+  if (keep_page) page_keeper = malloc(size);
+  char *p = malloc(size);
   SETUP(p != NULL);
   say_block(p);
   free(p);
+  return p;
+}
+
+static void write_after_free(void *arg) {
+  char *p = freed_block(64, true);
   ((volatile char *)opaque(p))[30] = 'X';
   malloc_trim(0);
   secure_alloc_until(64, p);
 }
 
 static void write_after_free_evicted(void *arg) {
-  char *p = malloc(64);
-  SETUP(p != NULL);
-  say_block(p);
-  free(p);
+  char *p = freed_block(64, false);
   ((volatile char *)opaque(p))[30] = 'X';
   for (int i = 0; i < 2000; i++) free(malloc(64));
   secure_alloc_until(64, p);
 }
 
 static void forged_link_quarantined(void *arg) {
-  page_keeper = malloc(48);
-  char *p = malloc(48);
-  SETUP(p != NULL);
-  say_block(p);
-  free(p);
+  char *p = freed_block(48, true);
   write_word(p, (uintptr_t)target);
   malloc_trim(0); /* it leaves the quarantine: its first word is checked */
   secure_alloc_until(48, p);
