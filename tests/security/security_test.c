@@ -307,10 +307,20 @@ static void marks(void *arg) {
   _exit(ok ? 0 : 1);
 }
 
-static void double_free_reuse(void *arg) {
+/* Each reporting case of the secure build first says the block's address on a
+ * line of its own. */
+static void say_block(const void *p) { say("block %p", p); }
+
+/* Frees a 48-byte block, takes it back from malloc, frees it, and frees it again:
+ * the second free must abort.  secure: the block is named on stderr and first
+ * pushed out of the quarantine by malloc_trim, and the second free finds it in the
+ * quarantine, still marked freed. */
+static void free_reused_twice(bool secure) {
   char *keep = malloc(48), *p = malloc(48);
   SETUP(keep && p);
+  if (secure) say_block(p);
   free(p);
+  if (secure) malloc_trim(0);
   for (long i = 0;; i++) {
     SETUP(i < 1000000);
     void *q = malloc(48);
@@ -323,6 +333,8 @@ static void double_free_reuse(void *arg) {
   _exit(5);
 }
 
+static void double_free_reuse(void *arg) { free_reused_twice(false); }
+
 /* A page this test never made before the fork: class 6144 (a 6000-byte request). */
 static void fork_new_page(void *arg) {
   char *a = malloc(6000), *b = malloc(6000);
@@ -334,9 +346,6 @@ static void fork_new_page(void *arg) {
 
 #if TEST_SECURE
 /* ---- The secure build's attacks ---- */
-
-/* Each reporting case first says the block's address on a line of its own. */
-static void say_block(const void *p) { say("block %p", p); }
 
 /* Flips n bytes right after the request: a change whatever the canary holds. */
 static void overflow_bytes(char *p, size_t size, size_t n) {
@@ -430,23 +439,7 @@ static void forged_link_listed(void *arg) {
   alloc_until(VIA_MALLOC, 48, p);
 }
 
-static void secure_double_free(void *arg) {
-  char *keep = malloc(48), *p = malloc(48);
-  SETUP(keep && p);
-  say_block(p);
-  free(p);
-  malloc_trim(0);
-  for (long i = 0;; i++) {
-    SETUP(i < 1000000);
-    void *q = malloc(48);
-    SETUP(q != NULL);
-    if (q == p) break;
-  }
-  free(p);
-  free(opaque(p)); /* in quarantine, marked freed: must abort here */
-  say("the double free of %p was not caught", (void *)p);
-  _exit(5);
-}
+static void secure_double_free(void *arg) { free_reused_twice(true); }
 
 static void read_after_free(void *arg) {
   unsigned char *p = malloc(100);
