@@ -12,6 +12,9 @@
  *    resident; used_pages counts the rest.
  *  - The segment map says SMALL/MEDIUM/LARGE for the first unit of every mapped
  *    segment (cached ones too) and TAIL for later units.
+ *  - Secure build: only a medium segment in a set has page guards (page_guards);
+ *    a cached one has none, and no page's blocks reach into its guard
+ *    (segment_page_area; page_is_valid checks the blocks).
  */
 #include <string.h>
 
@@ -235,6 +238,9 @@ static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_ze
 /* Gives a segment that holds no block to the cache (or back to the OS when the
  * cache is off or full: then the oldest entry goes). */
 static void cache_put(gl_segment_t *seg, bool dirty) {
+#if GL_SECURE
+  gl_assert(seg->page_guards == 0); /* lifted: a cached segment may become anything */
+#endif
   uint64_t now = os_clock_ms();
   gl_segment_t *evict = NULL;
   pthread_mutex_lock(&cache_lock);
@@ -318,6 +324,49 @@ static void avail_remove(gl_segset_t *set, gl_segment_t *seg) {
   seg->in_avail = 0;
 }
 
+/* ---- Guard pages between medium pages (secure build) ----
+ * The last OS page of every medium page is PROT_NONE while its segment is a
+ * medium segment, and segment_page_area ends the page's blocks before it: a
+ * linear overflow off the last block of a medium page faults there instead of
+ * running on into the next page.  The guards are set when a segment becomes
+ * medium (one mprotect each, 8 a segment) and lifted together, with one mprotect
+ * over the range they span, before the segment goes to the cache, where it may
+ * become a small or a large segment, be moved with mremap (which refuses mixed
+ * protections) or be split.  Purging a run of pages (madvise, segment_purge_dirty)
+ * may cover guards: madvise changes no protection, so a purged page keeps its
+ * guard, and a purged page needs no re-commit.  A guard the kernel refuses (the
+ * process is out of memory maps) is left out: that page goes without.  A segment
+ * whose guards cannot be lifted is unmapped instead of cached. */
+static void segment_guards_set(gl_segment_t *seg) {
+#if GL_SECURE
+  size_t guard = segment_page_guard(seg);
+  if (guard == 0) return;
+  for (unsigned i = 0; i < seg->page_count; i++) {
+    uint8_t *at = (uint8_t *)seg + ((size_t)(i + 1) << seg->page_shift) - guard;
+    if (os_protect(at, guard, false)) seg->page_guards |= (uint8_t)(1u << i);
+  }
+#else
+  (void)seg;
+#endif
+}
+
+/* Makes every guard of seg accessible again; false (guards left as they were)
+ * when the kernel refuses. */
+static bool segment_guards_lift(gl_segment_t *seg) {
+#if GL_SECURE
+  unsigned guards = seg->page_guards;
+  if (guards == 0) return true;
+  unsigned first = (unsigned)__builtin_ctz(guards), last = 31u - (unsigned)__builtin_clz(guards);
+  uint8_t *begin = (uint8_t *)seg + ((size_t)(first + 1) << seg->page_shift) - os_page_size();
+  uint8_t *end = (uint8_t *)seg + ((size_t)(last + 1) << seg->page_shift);
+  if (!os_protect(begin, (size_t)(end - begin), true)) return false;
+  seg->page_guards = 0;
+#else
+  (void)seg;
+#endif
+  return true;
+}
+
 static gl_segment_t *segment_new_pages(gl_segset_t *set, struct gl_heap_s *heap, gl_kind_t kind) {
   bool is_zero = false;
   gl_segment_t *seg = cache_take_exact(GL_SEGMENT_SIZE, &is_zero);
@@ -348,6 +397,7 @@ static gl_segment_t *segment_new_pages(gl_segset_t *set, struct gl_heap_s *heap,
   }
   segment_map_set(seg, GL_SEGMENT_SIZE, kind == GL_KIND_SMALL ? GL_SEGMAP_SMALL : GL_SEGMAP_MEDIUM);
   if (__atomic_load_n(&gl_options.huge_pages, __ATOMIC_RELAXED)) os_advise_huge(seg, GL_SEGMENT_SIZE);
+  segment_guards_set(seg);
   gl_list_push_front(&set->segments[kind], &seg->link);
   avail_push(set, seg);
   gl_validate(segment_is_valid(seg));
@@ -424,6 +474,8 @@ uint64_t segment_purge_dirty(gl_segment_t *seg, bool decommit, bool huge_pages) 
     unsigned first = (unsigned)__builtin_ctzll(mask);
     unsigned last = first;
     while (last + 1 < seg->page_count && (mask >> (last + 1)) & 1) last++;
+    /* One madvise for the run, guards (secure build) included: it leaves them
+     * PROT_NONE. */
     uint8_t *begin = seg->pages[first].start;
     uint8_t *end = (uint8_t *)seg + ((size_t)(last + 1) << seg->page_shift);
     bool zero = os_purge(begin, (size_t)(end - begin), decommit);
@@ -451,10 +503,18 @@ void segment_release_if_unused(gl_segset_t *set, gl_segment_t *seg) {
   size_t header = segment_header_size(seg->page_count);
   bool decommit = __atomic_load_n(&gl_options.purge_decommit, __ATOMIC_RELAXED) != 0;
   all_zero = os_purge((uint8_t *)seg + keep, header - keep, decommit) && all_zero;
+  if (!segment_guards_lift(seg)) {
+    segment_unmap(seg);
+    return;
+  }
   cache_put(seg, !all_zero);
 }
 
 bool segment_is_valid(const gl_segment_t *seg) {
+#if GL_SECURE
+  /* Only a medium segment has page guards, and only while in a set. */
+  if (seg->page_guards != 0 && (seg->kind != GL_KIND_MEDIUM || segment_is_cached(seg))) return false;
+#endif
   if (seg->kind == GL_KIND_LARGE) return seg->large_offset < seg->mapped_size;
   uint64_t all = seg->page_count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << seg->page_count) - 1);
   if ((seg->free_mask & ~all) || (seg->dirty_mask & ~seg->free_mask)) return false;

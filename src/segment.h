@@ -37,10 +37,19 @@ GL_INLINE gl_segment_t *segment_of(const void *p) {
 GL_INLINE gl_page_t *segment_page_of(gl_segment_t *seg, const void *p) {
   return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
 }
-/* Bytes from a page's first block to the end of the page (its geometry, in use or not). */
+/* Bytes at the end of each page of seg that no block may reach: in the secure build
+ * the last OS page of a medium page, its guard (segment.c, "Guard pages"); 0 for
+ * small pages and in the default build (where it folds away). */
+GL_INLINE size_t segment_page_guard(const gl_segment_t *seg) {
+  return GL_SECURE && seg->kind == GL_KIND_MEDIUM ? os_page_size() : 0;
+}
+/* Bytes from a page's first block to where its blocks must end: the end of the
+ * page, or the start of its guard (its geometry, in use or not).  Every count of
+ * a page's blocks (page_init's `reserved`, and with it the carving and the
+ * secure build's fill) and every page area (purge queues, statistics) is this. */
 GL_INLINE size_t segment_page_area(const gl_page_t *page) {
   gl_segment_t *seg = segment_of(page);
-  uint8_t *end = (uint8_t *)seg + ((size_t)(page->index + 1) << seg->page_shift);
+  uint8_t *end = (uint8_t *)seg + ((size_t)(page->index + 1) << seg->page_shift) - segment_page_guard(seg);
   return (size_t)(end - page->start);
 }
 GL_INLINE bool segment_is_cached(const gl_segment_t *seg) {

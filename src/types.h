@@ -250,6 +250,7 @@ typedef struct gl_segment_s {
 #if GL_SECURE
   size_t large_requested; /* the size asked for: its canary follows it */
   uint8_t *large_guard;   /* the PROT_NONE page after the block, or NULL */
+  uint8_t page_guards;    /* medium: bit i set while page i's guard is PROT_NONE */
 #endif
   gl_page_t pages[] __attribute__((aligned(64)));
 } gl_segment_t;

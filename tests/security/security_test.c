@@ -66,6 +66,14 @@
  *   shuffled            32 new blocks of a page are not handed out in address order
  *   guard_page          writing on past the end of a large block faults (SIGSEGV)
  *                       within a page
+ *   medium_guard        writing on past the end of the last block of a medium page
+ *                       (100 KiB requests) faults (SIGSEGV) at the page's guard,
+ *                       its last OS page, before the next page
+ *   medium_churn        medium blocks (20-120 KiB) in two threads, several
+ *                       segments: every live block's page has its guard
+ *                       (/proc/self/maps), no block overlaps one; after
+ *                       malloc_trim(1) the cached segments have none, and come
+ *                       back as small and large segments written whole
  *   usable_size         malloc_usable_size is the requested size, and the canary
  *                       lies right after it
  *
@@ -541,6 +549,168 @@ static void guard_page(void *arg) {
   _exit(5);
 }
 
+/* ---- Guards between medium pages ---- */
+
+#define MEDIUM_PAGE ((uintptr_t)512 * 1024)
+
+/* Where the medium page that holds p ends; its guard is the OS page before. */
+static uintptr_t medium_page_end(const void *p) { return ((uintptr_t)p | (MEDIUM_PAGE - 1)) + 1; }
+
+/* The permissions ("rw-p", "---p") of the mapping that holds addr, from
+ * /proc/self/maps, or "" when none does.  sscanf does not allocate. */
+static char maps_text[1 << 20];
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *maps_perms(uintptr_t addr, char perms[8]) {
+  perms[0] = 0;
+  pthread_mutex_lock(&maps_lock);
+  int fd = open("/proc/self/maps", O_RDONLY);
+  SETUP(fd >= 0);
+  size_t len = 0;
+  ssize_t n;
+  while (len < sizeof maps_text - 1 && (n = read(fd, maps_text + len, sizeof maps_text - 1 - len)) > 0)
+    len += (size_t)n;
+  close(fd);
+  maps_text[len] = 0;
+  for (const char *line = maps_text; *line;) {
+    unsigned long lo, hi;
+    char pr[8];
+    if (sscanf(line, "%lx-%lx %7s", &lo, &hi, pr) == 3 && addr >= lo && addr < hi) {
+      memcpy(perms, pr, sizeof pr);
+      break;
+    }
+    const char *nl = strchr(line, '\n');
+    if (nl == NULL) break;
+    line = nl + 1;
+  }
+  pthread_mutex_unlock(&maps_lock);
+  return perms;
+}
+
+/* 100 KiB requests are served from medium pages (with the 16-byte trailer, blocks
+ * of 112 KiB, 4 a page).  The last block of a page (no room for another after
+ * it), written on byte by byte from its requested end: the write crosses the
+ * unused end of the page and faults at the page's guard, before the next page. */
+static void medium_guard(void *arg) {
+  enum { N = 16 };
+  size_t size = 100 * 1024, os_page = (size_t)sysconf(_SC_PAGESIZE);
+  char *b[N];
+  for (int i = 0; i < N; i++) SETUP((b[i] = malloc(size)) != NULL);
+  /* The blocks of b[0]'s page: their spacing is the block size; the highest is
+   * the last. */
+  uintptr_t end = medium_page_end(b[0]), last = 0, bs = MEDIUM_PAGE;
+  for (int i = 0; i < N; i++) {
+    uintptr_t a = (uintptr_t)b[i];
+    if (medium_page_end(b[i]) != end) continue;
+    if (a > last) last = a;
+    for (int j = 0; j < N; j++) {
+      uintptr_t c = (uintptr_t)b[j];
+      if (medium_page_end(b[j]) == end && c > a && c - a < bs) bs = c - a;
+    }
+  }
+  SETUP(bs < MEDIUM_PAGE && bs >= size + 16);
+  SETUP(last + bs <= end - os_page && last + 2 * bs > end - os_page);
+  volatile char *p = opaque((void *)last);
+  for (uintptr_t a = last + size; a < end; a++) p[a - last] = 'O';
+  say("wrote from the end of %p, the last block of its medium page, to the page's end %p", (void *)last, (void *)end);
+  _exit(5);
+}
+
+/* Medium blocks of random sizes (20-120 KiB) allocated, written whole and freed in
+ * a random order, over several segments; every live block's page has its guard
+ * (PROT_NONE), and no block reaches into it.  The guards each thread saw are
+ * kept to check that they are lifted once their segment is cached. */
+#define CHURN_SLOTS 96
+#define CHURN_GUARDS 512
+typedef struct {
+  unsigned seed;
+  unsigned guard_count;
+  uintptr_t guards[CHURN_GUARDS];
+} churn_t;
+
+static void churn_check(const char *b, size_t size, unsigned slot) {
+  for (size_t k = 0; k < size; k++) {
+    if (b[k] != (char)(slot + 1)) {
+      say("byte %zu of the medium block %p (size %zu) was overwritten", k, (const void *)b, size);
+      _exit(1);
+    }
+  }
+}
+
+static void *churn_thread(void *arg) {
+  churn_t *c = arg;
+  uintptr_t os_page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  char *b[CHURN_SLOTS] = {0};
+  size_t size[CHURN_SLOTS] = {0};
+  char perms[8];
+  c->guard_count = 0;
+  for (int step = 0; step < 8 * CHURN_SLOTS; step++) {
+    unsigned i = (unsigned)rand_r(&c->seed) % CHURN_SLOTS;
+    if (b[i] != NULL) {
+      churn_check(b[i], size[i], i);
+      free(b[i]);
+      b[i] = NULL;
+      continue;
+    }
+    size[i] = 20 * 1024 + (size_t)rand_r(&c->seed) % (100 * 1024 + 1);
+    SETUP((b[i] = malloc(size[i])) != NULL);
+    memset(b[i], (int)(i + 1), size[i]);
+    uintptr_t guard = medium_page_end(b[i]) - os_page;
+    SETUP((uintptr_t)b[i] + size[i] <= guard);
+    if (strcmp(maps_perms(guard, perms), "---p") != 0) {
+      say("the guard %p of the medium block %p is '%s', not PROT_NONE", (void *)guard, (void *)b[i], perms);
+      _exit(1);
+    }
+    unsigned g = 0;
+    while (g < c->guard_count && c->guards[g] != guard) g++;
+    if (g == c->guard_count && g < CHURN_GUARDS) c->guards[c->guard_count++] = guard;
+  }
+  for (unsigned i = 0; i < CHURN_SLOTS; i++) {
+    if (b[i] == NULL) continue;
+    churn_check(b[i], size[i], i);
+    free(b[i]);
+  }
+  return NULL;
+}
+
+/* Two threads churn medium blocks (not the main thread: its heap has a medium
+ * block from before the fork, which keeps its segment, and that segment's guards,
+ * in place); once they exit, malloc_trim(1) sends their empty segments to the
+ * segment cache (purged, not unmapped: only malloc_trim(0) unmaps), where no guard
+ * may stay; the cached segments come back as small (even rounds) or large (odd
+ * rounds) segments, every byte written, and as medium ones in the next round. */
+static void medium_churn(void *arg) {
+  static churn_t c[2];
+  char perms[8];
+  for (unsigned round = 0; round < 4; round++) {
+    c[0].seed = 1 + round;
+    c[1].seed = 1000 + round;
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++) SETUP(pthread_create(&t[k], NULL, churn_thread, &c[k]) == 0);
+    for (int k = 0; k < 2; k++) SETUP(pthread_join(t[k], NULL) == 0);
+    SETUP(c[0].guard_count >= 8 && c[1].guard_count >= 8); /* at least a segment each */
+    malloc_trim(1);
+    for (int k = 0; k < 2; k++) {
+      for (unsigned g = 0; g < c[k].guard_count; g++) {
+        if (strcmp(maps_perms(c[k].guards[g], perms), "---p") == 0) {
+          say("the guard %p is still PROT_NONE after malloc_trim", (void *)c[k].guards[g]);
+          _exit(1);
+        }
+      }
+    }
+    enum { SMALL = 4000, LARGE = 4 };
+    static char *reuse[SMALL];
+    unsigned n = round % 2 == 0 ? SMALL : LARGE;
+    size_t size = round % 2 == 0 ? 2000 : (size_t)3 << 20;
+    for (unsigned i = 0; i < n; i++) {
+      SETUP((reuse[i] = malloc(size)) != NULL);
+      memset(reuse[i], 'R', size);
+    }
+    for (unsigned i = 0; i < n; i++) free(reuse[i]);
+    malloc_trim(1);
+  }
+  _exit(0);
+}
+
 static void usable_size(void *arg) {
   for (size_t size = 0; size < 70000; size += 7) {
     unsigned char *p = malloc(size);
@@ -704,6 +874,8 @@ int main(void) {
   expect_exit0("quarantine", quarantine);
   expect_exit0("shuffled", shuffled);
   expect_signal("guard_page", guard_page, SIGSEGV);
+  expect_signal("medium_guard", medium_guard, SIGSEGV);
+  expect_exit0("medium_churn", medium_churn);
   expect_exit0("usable_size", usable_size);
   printf("security: %s\n", failures ? "FAILED" : "ok");
   return failures != 0;
