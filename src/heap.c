@@ -136,7 +136,7 @@ static void kept_clear(gl_heap_t *heap, gl_page_t *page) {
 static bool heap_page_to_full(gl_heap_t *heap, gl_page_t *page) {
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   for (;;) {
-    if ((tf & ~GL_TF_STATE) != 0) return false;
+    if (GL_TF_HEAD(tf) != 0) return false;
     if ((tf & GL_TF_STATE) != GL_TF_NORMAL) break; /* NOTIFIED: still on the stack */
     if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, GL_TF_FULL, memory_order_acq_rel,
                                               memory_order_relaxed))

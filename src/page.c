@@ -197,33 +197,43 @@ void page_gather_frees(gl_page_t *page, bool to_local) {
     page_free_from_local(page);
   }
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
-  if ((tf & ~GL_TF_STATE) == 0) return;
+  if (GL_TF_HEAD(tf) == 0) return;
   /* Only the owner empties the list, so the pointer stays non-NULL across retries. */
   while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & GL_TF_STATE,
                                                 memory_order_acquire, memory_order_relaxed)) {
   }
   /* The head is metadata, pushed by page_free_remote after free checked the
-   * block; the links behind it are in the blocks, checked as they are followed.
-   * More blocks than are handed out means a cycle: a forged link again. */
-  gl_block_t *head = (gl_block_t *)(tf & ~GL_TF_STATE);
-  gl_block_t *tail = head;
-  uint32_t count = 1;
-  for (gl_block_t *next; (next = page_block_next(page, tail)) != NULL; count++) {
-    if (gl_unlikely(count >= page->used)) page_bad_link(page, (uintptr_t)next);
-    tail = next;
-  }
-  gl_assert(count <= page->used);
+   * block, and so is the count beside it; the links behind the head are in the
+   * blocks and are checked where they are followed: here, or one by one as malloc
+   * pops them.  The list becomes a list head of its own when one is empty, with
+   * no walk: the blocks were written by other threads, so a walk would take a
+   * cache miss on every one of them before malloc takes it again on the same
+   * lines. */
+  gl_block_t *head = (gl_block_t *)GL_TF_HEAD(tf);
+  uint32_t count = (uint32_t)(tf >> GL_TF_COUNT_SHIFT);
+  if (gl_unlikely(count == 0 || count > page->used)) page_bad_link(page, (uintptr_t)head);
   page->used -= count;
-  if (to_local) {
-    page_block_set_next(page, tail, page->local_free);
+  if (!to_local && page->free == NULL) {
+    page->free = head;
+    page->free_is_zero = 0;
+    page->sample_listed = page->sample_added = 0;
+    return;
+  }
+  if (page->local_free == NULL) {
     page->local_free = head;
     return;
   }
-  if (page->free == NULL) page->sample_listed = page->sample_added = 0;
-  else page->sample_added += count;
-  page_block_set_next(page, tail, page->free);
-  page->free = head;
-  page->free_is_zero = 0;
+  /* Both lists taken: splice behind the tail of this one, which must hold
+   * exactly `count` blocks (fewer or more: a forged link). */
+  gl_block_t *tail = head;
+  uint32_t walked = 1;
+  for (gl_block_t *next; (next = page_block_next(page, tail)) != NULL; walked++) {
+    if (gl_unlikely(walked >= count)) page_bad_link(page, (uintptr_t)next);
+    tail = next;
+  }
+  if (gl_unlikely(walked != count)) page_bad_link(page, 0);
+  page_block_set_next(page, tail, page->local_free);
+  page->local_free = head;
 }
 
 /* A free from a thread that does not own the page: one CAS, plus a second one on
@@ -238,8 +248,8 @@ void page_free_remote(gl_page_t *page, gl_block_t *block) {
   uintptr_t desired;
   do {
     uintptr_t state = old & GL_TF_STATE;
-    block->link = page_link_encode(key, block, (const void *)(old & ~GL_TF_STATE));
-    desired = addr | (state == GL_TF_FULL ? GL_TF_NOTIFIED : state);
+    block->link = page_link_encode(key, block, (const void *)GL_TF_HEAD(old));
+    desired = addr | (state == GL_TF_FULL ? GL_TF_NOTIFIED : state) | ((old & ~(GL_TF_COUNT_ONE - 1)) + GL_TF_COUNT_ONE);
     /* acq_rel: the block's contents are published to the owner (release), and if we
      * take the FULL -> NOTIFIED step we see the owner's last use of notify_next. */
   } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, desired,

@@ -4,7 +4,8 @@
  *   free        malloc pops from it (owner only)
  *   local_free  the owner's frees go here (owner only)
  *   thread_free other threads push here with one compare-and-swap; the owner takes
- *               the whole list at once.  Its low two bits carry the GL_TF_* state.
+ *               the whole list at once.  Its low two bits carry the GL_TF_* state,
+ *               its top 16 the list's length.
  * `used` counts blocks handed out, including remote frees not yet collected, so a
  * page is empty exactly when used == 0 after a collection.
  */

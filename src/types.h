@@ -165,11 +165,20 @@ typedef struct gl_block_s {
   uintptr_t freed_mark; /* page_freed_mark() while free; 0 once allocated */
 } gl_block_t;
 
-/* page->thread_free holds the list head with this state in its low two bits. */
+/* page->thread_free holds the list head with this state in its low two bits and
+ * the number of blocks on the list in its top 16 (a block address has at most
+ * GL_ADDRESS_BITS bits, a page fewer than 2^16 blocks): the owner takes the list
+ * and its length in one exchange, without walking it. */
 #define GL_TF_NORMAL ((uintptr_t)0)
 #define GL_TF_FULL ((uintptr_t)1)     /* page is on its heap's full list: notify on free */
 #define GL_TF_NOTIFIED ((uintptr_t)2) /* a remote free has queued it on heap->notified */
 #define GL_TF_STATE ((uintptr_t)3)
+#define GL_TF_COUNT_SHIFT 48
+#define GL_TF_COUNT_ONE ((uintptr_t)1 << GL_TF_COUNT_SHIFT)
+#define GL_TF_HEAD(tf) ((tf) & (GL_TF_COUNT_ONE - 1) & ~GL_TF_STATE)
+_Static_assert(GL_ADDRESS_BITS <= GL_TF_COUNT_SHIFT, "block addresses stay below the count");
+_Static_assert(((size_t)1 << GL_MEDIUM_PAGE_SHIFT) / 16 < ((size_t)1 << (64 - GL_TF_COUNT_SHIFT)),
+               "a page's blocks fit the count");
 
 typedef enum {
   GL_PAGE_FREE_CLEAN = 0, /* unused, memory purged (or never touched) */

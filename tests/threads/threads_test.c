@@ -380,6 +380,80 @@ static void test_alloc_after_exit(void) {
   pthread_key_delete(exit_alloc_key);
 }
 
+/* Remote frees come back through each page's remote list, which carries its
+ * length (page.h): the owner takes it in one exchange, onto an empty list head
+ * without a walk, or spliced behind local_free when both of its lists hold
+ * blocks.  Every block must come back exactly once: the owner's next
+ * allocations are distinct and overlap no live block, the pages are reused (no
+ * growth over the rounds) and, all freed, in_use is back where it was. */
+#define REMOTE_N 6000
+typedef struct {
+  void **blocks;
+  size_t from;
+} remote_job_t;
+static void *free_odd(void *arg) {
+  remote_job_t *job = arg;
+  for (size_t i = job->from; i < REMOTE_N; i += 2) free(job->blocks[i]);
+  return NULL;
+}
+static int compare_addresses(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+  return x < y ? -1 : x > y;
+}
+static void test_remote_lists(void) {
+  static void *blocks[REMOTE_N], *again[REMOTE_N];
+#if !defined(TEST_PRELOAD)
+  galleon_collect();
+  galleon_stats_t s;
+  galleon_stats_get(&s);
+  size_t base_in_use = s.in_use, mapped_after_first = 0;
+#endif
+  for (int round = 0; round < 24; round++) {
+    size_t size = 16 + (size_t)(round % 8) * 48;
+    for (size_t i = 0; i < REMOTE_N; i++) {
+      blocks[i] = malloc(size);
+      CHECK(blocks[i] != NULL);
+      memset(blocks[i], 0x5a, size);
+    }
+    pthread_t t;
+    remote_job_t job = {blocks, 1};
+    CHECK(pthread_create(&t, NULL, free_odd, &job) == 0);
+    /* Meanwhile the owner frees the even blocks of the first half, takes some
+     * back (its pages' lists change hands while remote frees arrive), frees
+     * those and the rest of the even blocks. */
+    for (size_t i = 0; i < REMOTE_N / 2; i += 2) free(blocks[i]);
+    for (size_t i = 0; i < REMOTE_N / 8; i++) CHECK((again[i] = malloc(size)) != NULL);
+    for (size_t i = 0; i < REMOTE_N / 8; i++) free(again[i]);
+    CHECK(pthread_join(t, NULL) == 0);
+    for (size_t i = REMOTE_N / 2; i < REMOTE_N; i += 2) free(blocks[i]);
+    /* Both lists of some pages hold blocks when the remote ones are taken. */
+    if (round % 3 == 0) galleon_collect();
+    for (size_t i = 0; i < REMOTE_N; i++) {
+      again[i] = malloc(size);
+      CHECK(again[i] != NULL);
+      memset(again[i], (int)i, size);
+    }
+    qsort(again, REMOTE_N, sizeof again[0], compare_addresses);
+    for (size_t i = 1; i < REMOTE_N; i++)
+      CHECKF((uintptr_t)again[i] - (uintptr_t)again[i - 1] >= size, "blocks %p and %p of %zu bytes overlap",
+             again[i - 1], again[i], size);
+    for (size_t i = 0; i < REMOTE_N; i++) free(again[i]);
+#if !defined(TEST_PRELOAD)
+    galleon_stats_get(&s);
+    if (round == 7) mapped_after_first = s.mapped; /* every size seen once */
+    if (round > 7)
+      CHECKF(s.mapped <= mapped_after_first, "mapped grew from %zu to %zu in round %d", mapped_after_first,
+             s.mapped, round);
+#endif
+  }
+#if !defined(TEST_PRELOAD)
+  galleon_collect();
+  galleon_stats_get(&s);
+  CHECKF(s.in_use <= base_in_use + 64 * KiB, "in_use %zu after all blocks were freed (was %zu)", s.in_use,
+         base_in_use);
+#endif
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0); /* keep output that precedes a failure */
   struct {
@@ -389,6 +463,7 @@ int main(void) {
                {"orphans", test_orphans},
                {"short_lived", test_short_lived},
                {"churn", test_churn},
+               {"remote_lists", test_remote_lists},
                {"alloc_after_exit", test_alloc_after_exit}};
   double t_all = now_s();
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
