@@ -37,14 +37,21 @@ static void demand_set(gl_demand_t *d, size_t current, uint64_t now) {
   demand_advance(d, now);
 }
 
+/* The highest value of the window (the current one without a window). */
+static size_t demand_peak(gl_demand_t *d, uint64_t now) {
+  if (option(&gl_options.purge_window_ms) == 0) return d->current;
+  demand_advance(d, now);
+  size_t peak = d->current;
+  for (unsigned i = 0; i < GL_DEMAND_SLOTS; i++)
+    if (d->slot_peak[i] > peak) peak = d->slot_peak[i];
+  return peak;
+}
+
 /* Dirty bytes worth keeping: what the program had in use recently beyond what it
  * has now, at least `floor`. */
 static size_t demand_keep(gl_demand_t *d, uint64_t now, size_t floor) {
   if (option(&gl_options.purge_window_ms) == 0) return floor;
-  demand_advance(d, now);
-  size_t peak = 0;
-  for (unsigned i = 0; i < GL_DEMAND_SLOTS; i++)
-    if (d->slot_peak[i] > peak) peak = d->slot_peak[i];
+  size_t peak = demand_peak(d, now);
   size_t reuse = peak > d->current ? peak - d->current : 0;
   return reuse > floor ? reuse : floor;
 }
@@ -366,9 +373,20 @@ static size_t live_segment_bytes(void) {
   return mapped > cached ? mapped - cached : 0;
 }
 
+/* Purged cached segments cost address space (and commit charge), no memory: as
+ * many bytes of them are kept as live segments had at their recent peak (at least
+ * SEGMENT_CACHE_PURGED_MIN), so a program that frees and allocates its segments
+ * again maps nothing, and total mapping never exceeds twice its recent peak.
+ * (cache_policy_lock held.) */
+static void cache_set_limit(uint64_t now) {
+  size_t peak = demand_peak(&cache_demand, now);
+  segment_cache_limit(peak > SEGMENT_CACHE_PURGED_MIN ? peak : SEGMENT_CACHE_PURGED_MIN);
+}
+
 /* The rules for the cache (cache_policy_lock held). */
 static void cache_apply(uint64_t now, bool idle) {
   if (segment_cache_bytes() == 0) return;
+  cache_set_limit(now);
   uint64_t delay = cache_purge_delay_ms();
   if (idle) {
     segment_cache_purge(0, UINT64_MAX, decommit());
@@ -382,8 +400,10 @@ static void cache_apply(uint64_t now, bool idle) {
 }
 
 void purge_large_allocated(void) {
+  uint64_t now = os_clock_ms();
   pthread_mutex_lock(&cache_policy_lock);
-  demand_set(&cache_demand, live_segment_bytes(), os_clock_ms());
+  demand_set(&cache_demand, live_segment_bytes(), now);
+  cache_set_limit(now);
   pthread_mutex_unlock(&cache_policy_lock);
 }
 

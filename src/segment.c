@@ -94,10 +94,16 @@ gl_segment_t *segment_find(const void *p) {
 
 /* ---- Mapping and unmapping ---- */
 
+static bool cache_unmap_all(void);
+
 /* Fresh address space for a segment (read-write, or reserved only), with the
- * segment-map chunks that will describe it already in place. */
+ * segment-map chunks that will describe it already in place.  When the kernel
+ * refuses (an address-space limit, strict overcommit), the cached segments are
+ * unmapped and it is asked once more. */
 static void *segment_os_map(size_t size, size_t alignment, bool reserve_only) {
   void *p = reserve_only ? os_reserve_aligned(size, alignment) : os_map_aligned(size, alignment);
+  if (p == NULL && cache_unmap_all())
+    p = reserve_only ? os_reserve_aligned(size, alignment) : os_map_aligned(size, alignment);
   if (p != NULL && !segment_map_reserve(p, size)) {
     os_unmap(p, size);
     return NULL;
@@ -114,13 +120,14 @@ static void counters_mapped(size_t bytes) {
   }
 }
 
-static void segment_unmap(gl_segment_t *seg) {
-  size_t size = seg->mapped_size;
+static void segment_unmap_range(gl_segment_t *seg, size_t size) {
   segment_map_set(seg, size, GL_SEGMAP_NONE);
   gl_counter_sub(&gl_counters.mapped, size);
   gl_counter_sub(&gl_counters.segments, 1);
   os_unmap(seg, size);
 }
+
+static void segment_unmap(gl_segment_t *seg) { segment_unmap_range(seg, seg->mapped_size); }
 
 /* Rounded to GL_PAGE_START_ALIGN so every page start is aligned to it (aligned.c
  * relies on that); the part of the first page that rounding skips is never touched. */
@@ -128,57 +135,242 @@ static size_t segment_header_size(unsigned page_count) {
   return gl_align_up(sizeof(gl_segment_t) + page_count * sizeof(gl_page_t), GL_PAGE_START_ALIGN);
 }
 
-/* ---- The segment cache ---- */
+/* ---- The segment cache ----
+ * Freed segments wait here for reuse, so that a program that frees and allocates
+ * segments does not pay an munmap and an mmap (each takes the address-space lock
+ * for writing) for every one.  Two kinds of entries:
+ *  - resident (CACHED_DIRTY): at most segment_cache of them, on cache_dirty, most
+ *    recently cached first.  One more purges the oldest (it stays cached, purged);
+ *    purge.c's rules purge them earlier (segment_cache_purge).
+ *  - purged (CACHED_ZERO, CACHED_LAZY): the whole mapping, header included, was
+ *    purged, so it costs address space and no memory; reusing it costs no mmap.
+ *    They are on one list per size bucket (four a power of two; a segment of
+ *    exactly GL_SEGMENT_SIZE, the size of every segment for pages, alone in its
+ *    bucket), so a lookup reads a few entries, not the cache.  At most
+ *    cache_purged_limit bytes of them (purge.c sets it from the recent demand):
+ *    beyond it the oldest are unmapped.  The segment map says NONE for them (their
+ *    header reads as zero): a stale pointer into one is not Galleon's.
+ * What the cache knows of an entry is in a node of its own (cache_node_t, from
+ * pages of metadata), not in the segment's header, which a purge clears.
+ * cache_age lists every entry, most recently cached first: unmapping by age reads
+ * only what it unmaps.  A segment being purged is in no list (the lock is not held
+ * over the madvise) and still counts as cached. */
+
+typedef struct cache_node_s {
+  gl_link_t link; /* cache_dirty, a purged bucket, or the free nodes */
+  gl_link_t age;  /* cache_age */
+  gl_segment_t *seg;
+  size_t size;
+  uint64_t cached_at;
+  uint8_t state; /* gl_segment_state_t */
+} cache_node_t;
+
+#define CACHE_BUCKETS 192
+#define CACHE_SCAN 16 /* entries of one bucket looked at for a fit */
+#define CACHE_NODE_CHUNK ((size_t)64 << 10)
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static gl_list_t cache;        /* most recently cached first */
-static size_t cache_count;
+static gl_list_t cache_age;   /* every entry, most recently cached first */
+static gl_list_t cache_dirty; /* resident entries, most recently cached first */
+static gl_list_t cache_purged[CACHE_BUCKETS]; /* purged entries by size, most recently purged first */
+static uint64_t cache_purged_nonempty[CACHE_BUCKETS / 64];
+static gl_list_t cache_free_nodes;
+static size_t cache_dirty_count;
 static size_t cache_total_bytes;    /* read without the lock */
-static size_t cache_resident_bytes; /* of those, CACHED_DIRTY: read without the lock */
+static size_t cache_resident_bytes; /* of those, resident ones in a list: read without the lock */
+static size_t cache_purged_bytes;   /* of those, purged ones: read without the lock */
+static size_t cache_transit_bytes, cache_transit_count; /* of those, being purged */
+static size_t cache_purged_limit = SEGMENT_CACHE_PURGED_MIN; /* read without the lock */
 static _Atomic(uint64_t) cache_activity;
 
-static gl_segment_t *cache_segment(gl_link_t *link) {
-  return link ? gl_container_of(link, gl_segment_t, link) : NULL;
-}
+static cache_node_t *cache_node(gl_link_t *link) { return link ? gl_container_of(link, cache_node_t, link) : NULL; }
+static cache_node_t *cache_aged(gl_link_t *link) { return link ? gl_container_of(link, cache_node_t, age) : NULL; }
 
 static void cache_bytes_add(size_t *counter, size_t delta, bool add) {
   __atomic_store_n(counter, add ? *counter + delta : *counter - delta, __ATOMIC_RELAXED);
 }
 
-static void cache_unlink(gl_segment_t *seg) {
-  gl_list_remove(&cache, &seg->link);
-  cache_count--;
-  cache_bytes_add(&cache_total_bytes, seg->mapped_size, false);
-  if (seg->cache_state == GL_SEGMENT_CACHED_DIRTY) cache_bytes_add(&cache_resident_bytes, seg->mapped_size, false);
-  __atomic_store_n(&seg->cache_state, GL_SEGMENT_LIVE, __ATOMIC_RELAXED);
-  gl_counter_sub(&gl_counters.segments_cached, 1);
-  atomic_fetch_add_explicit(&cache_activity, 1, memory_order_relaxed);
+/* Bucket of a mapping size: four a power of two, monotonic in the size. */
+static unsigned cache_bucket(size_t size) {
+  if (size < 4096) return 0;
+  unsigned lg = 63u - (unsigned)__builtin_clzll(size);
+  unsigned b = (lg - 12) * 4 + (unsigned)((size >> (lg - 2)) & 3) + (size > GL_SEGMENT_SIZE ? 1 : 0);
+  return b < CACHE_BUCKETS ? b : CACHE_BUCKETS - 1;
 }
 
-/* Purges a cached segment, keeping its first OS page: it holds the cache links. */
-static void cache_purge_entry(gl_segment_t *seg, bool decommit) {
-  if (seg->cache_state != GL_SEGMENT_CACHED_DIRTY) return;
-  size_t keep = os_page_size();
-  bool zero = os_purge((uint8_t *)seg + keep, seg->mapped_size - keep, decommit);
-  __atomic_store_n(&seg->cache_state, zero ? GL_SEGMENT_CACHED_ZERO : GL_SEGMENT_CACHED_LAZY, __ATOMIC_RELAXED);
-  cache_bytes_add(&cache_resident_bytes, seg->mapped_size, false);
+/* A node for a new entry (lock held); NULL when no metadata memory can be had. */
+static cache_node_t *cache_node_new(void) {
+  if (cache_free_nodes.first == NULL) {
+    cache_node_t *chunk = os_map(CACHE_NODE_CHUNK);
+    if (chunk == NULL) return NULL;
+    for (size_t i = 0; i < CACHE_NODE_CHUNK / sizeof(cache_node_t); i++)
+      gl_list_push_back(&cache_free_nodes, &chunk[i].link);
+  }
+  cache_node_t *node = cache_node(cache_free_nodes.first);
+  gl_list_remove(&cache_free_nodes, &node->link);
+  return node;
+}
+
+/* Puts an entry on its state's list and at the young end of cache_age (lock held). */
+static void cache_insert(cache_node_t *node) {
+  if (node->state == GL_SEGMENT_CACHED_DIRTY) {
+    gl_list_push_front(&cache_dirty, &node->link);
+    cache_dirty_count++;
+    cache_bytes_add(&cache_resident_bytes, node->size, true);
+  } else {
+    unsigned b = cache_bucket(node->size);
+    gl_list_push_front(&cache_purged[b], &node->link);
+    cache_purged_nonempty[b / 64] |= (uint64_t)1 << (b % 64);
+    cache_bytes_add(&cache_purged_bytes, node->size, true);
+  }
+  gl_list_push_front(&cache_age, &node->age);
+}
+
+/* Takes an entry off its lists (lock held). */
+static void cache_remove(cache_node_t *node) {
+  if (node->state == GL_SEGMENT_CACHED_DIRTY) {
+    gl_list_remove(&cache_dirty, &node->link);
+    cache_dirty_count--;
+    cache_bytes_add(&cache_resident_bytes, node->size, false);
+  } else {
+    unsigned b = cache_bucket(node->size);
+    gl_list_remove(&cache_purged[b], &node->link);
+    if (cache_purged[b].first == NULL) cache_purged_nonempty[b / 64] &= ~((uint64_t)1 << (b % 64));
+    cache_bytes_add(&cache_purged_bytes, node->size, false);
+  }
+  gl_list_remove(&cache_age, &node->age);
+}
+
+/* Takes an entry out of the cache for good (lock held): its segment, with the
+ * size and state it was cached with in *size and *state. */
+static gl_segment_t *cache_unlink(cache_node_t *node, size_t *size, uint8_t *state) {
+  gl_segment_t *seg = node->seg;
+  cache_remove(node);
+  cache_bytes_add(&cache_total_bytes, node->size, false);
+  *size = node->size;
+  *state = node->state;
+  gl_list_push_front(&cache_free_nodes, &node->link);
+  gl_counter_sub(&gl_counters.segments_cached, 1);
+  atomic_fetch_add_explicit(&cache_activity, 1, memory_order_relaxed);
+  return seg;
+}
+
+/* A segment taken from the cache, live again (no lock held): a purged one gets its
+ * header fields and its place in the segment map back. */
+static gl_segment_t *cache_revive(gl_segment_t *seg, size_t size, uint8_t state) {
+  if (state != GL_SEGMENT_CACHED_DIRTY) {
+    seg->mapped_size = size;
+    segment_map_set(seg, size, GL_SEGMAP_LARGE); /* what the caller makes of it decides */
+  }
+  __atomic_store_n(&seg->cache_state, GL_SEGMENT_LIVE, __ATOMIC_RELAXED);
+  return seg;
+}
+
+/* Moves the oldest purged entries beyond cache_purged_limit to `doomed` (lock held). */
+static void cache_over_limit(gl_list_t *doomed) {
+  size_t limit = __atomic_load_n(&cache_purged_limit, __ATOMIC_RELAXED);
+  for (cache_node_t *n = cache_aged(cache_age.last), *prev; n && cache_purged_bytes > limit; n = prev) {
+    prev = cache_aged(n->age.prev);
+    if (n->state == GL_SEGMENT_CACHED_DIRTY) continue; /* at most segment_cache of them */
+    cache_remove(n);
+    gl_list_push_back(doomed, &n->link);
+  }
+}
+
+/* Unmaps the segments of nodes taken out of the cache (no lock held), then frees
+ * the nodes. */
+static void cache_unmap_nodes(gl_list_t *doomed) {
+  if (doomed->first == NULL) return;
+  size_t count = 0, bytes = 0;
+  for (cache_node_t *n = cache_node(doomed->first); n; n = cache_node(n->link.next)) {
+    segment_unmap_range(n->seg, n->size);
+    count++;
+    bytes += n->size;
+  }
+  pthread_mutex_lock(&cache_lock);
+  cache_bytes_add(&cache_total_bytes, bytes, false);
+  gl_counter_sub(&gl_counters.segments_cached, count);
+  atomic_fetch_add_explicit(&cache_activity, count, memory_order_relaxed);
+  while (doomed->first != NULL) {
+    gl_link_t *l = doomed->first;
+    gl_list_remove(doomed, l);
+    gl_list_push_front(&cache_free_nodes, l);
+  }
+  pthread_mutex_unlock(&cache_lock);
+}
+
+/* Takes a resident entry off its lists to be purged without the lock (lock held). */
+static void cache_detach(cache_node_t *node, gl_list_t *detached) {
+  cache_remove(node);
+  cache_transit_bytes += node->size;
+  cache_transit_count++;
+  gl_list_push_back(detached, &node->link);
+}
+
+/* Purges the segments of detached entries, whole (no lock held), and puts them
+ * back as purged entries; unmaps what goes over the limit. */
+static void cache_purge_detached(gl_list_t *detached, bool decommit) {
+  if (detached->first == NULL) return;
+  for (cache_node_t *n = cache_node(detached->first); n; n = cache_node(n->link.next)) {
+    /* The map forgets it first: nothing reads its header once it is purged.  A
+     * resident one is purged whole, one purged but its header by that page. */
+    segment_map_set(n->seg, n->size, GL_SEGMAP_NONE);
+    bool resident = n->state == GL_SEGMENT_CACHED_DIRTY;
+    bool zero = os_purge(n->seg, resident ? n->size : os_page_size(), decommit);
+    n->state = zero && n->state != GL_SEGMENT_CACHED_LAZY ? GL_SEGMENT_CACHED_ZERO : GL_SEGMENT_CACHED_LAZY;
+  }
+  uint64_t now = os_clock_ms();
+  gl_list_t doomed = {NULL, NULL};
+  pthread_mutex_lock(&cache_lock);
+  while (detached->first != NULL) {
+    cache_node_t *n = cache_node(detached->first);
+    gl_list_remove(detached, &n->link);
+    cache_transit_bytes -= n->size;
+    cache_transit_count--;
+    n->cached_at = now; /* the unmap delay counts from here */
+    cache_insert(n);
+  }
+  cache_over_limit(&doomed);
+  pthread_mutex_unlock(&cache_lock);
+  cache_unmap_nodes(&doomed);
+}
+
+/* The smallest purged entry of a size in [least, most], looking at up to
+ * CACHE_SCAN entries of each bucket from least's up (lock held); NULL if none. */
+static cache_node_t *cache_purged_fit(size_t least, size_t most) {
+  unsigned last = cache_bucket(most);
+  for (unsigned b = cache_bucket(least); b <= last; b++) {
+    uint64_t word = cache_purged_nonempty[b / 64] >> (b % 64);
+    if (word == 0) {
+      b |= 63u; /* the next word */
+      continue;
+    }
+    b += (unsigned)__builtin_ctzll(word);
+    if (b > last) break;
+    cache_node_t *best = NULL;
+    unsigned seen = 0;
+    for (cache_node_t *n = cache_node(cache_purged[b].first); n && seen < CACHE_SCAN; n = cache_node(n->link.next), seen++)
+      if (n->size >= least && n->size <= most && (best == NULL || n->size < best->size)) best = n;
+    if (best != NULL) return best;
+  }
+  return NULL;
 }
 
 /* Takes a cached segment of exactly `size` bytes (a segment for pages), or NULL. */
 static gl_segment_t *cache_take_exact(size_t size, bool *is_zero) {
-  gl_segment_t *best = NULL;
+  cache_node_t *best = NULL;
   pthread_mutex_lock(&cache_lock);
-  for (gl_segment_t *s = cache_segment(cache.first); s; s = cache_segment(s->link.next)) {
-    if (s->mapped_size != size) continue;
-    best = s;
-    if (s->cache_state == GL_SEGMENT_CACHED_DIRTY) break; /* resident: best of all */
-  }
-  if (best) {
-    *is_zero = best->cache_state == GL_SEGMENT_CACHED_ZERO;
-    cache_unlink(best);
-  }
+  for (cache_node_t *n = cache_node(cache_dirty.first); n && best == NULL; n = cache_node(n->link.next))
+    if (n->size == size) best = n; /* resident: best of all */
+  if (best == NULL) best = cache_purged_fit(size, size);
+  gl_segment_t *seg = NULL;
+  size_t mapped = 0;
+  uint8_t state = 0;
+  if (best) seg = cache_unlink(best, &mapped, &state);
   pthread_mutex_unlock(&cache_lock);
-  return best;
+  if (seg == NULL) return NULL;
+  *is_zero = state == GL_SEGMENT_CACHED_ZERO;
+  return cache_revive(seg, mapped, state);
 }
 
 #define CACHE_PIECES 8
@@ -193,118 +385,153 @@ static gl_segment_t *cache_take_exact(size_t size, bool *is_zero) {
  * Returns how many segments it took into pieces[] (0: none). */
 /* fit_only: a segment that fits as it is, or none (no split, no assembly). */
 static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_zero, bool fit_only) {
-  gl_segment_t *fit = NULL, *split = NULL, *purged_fit = NULL;
-  size_t resident = 0;
+  cache_node_t *fit = NULL, *split = NULL, *taken[CACHE_PIECES];
+  size_t resident = 0, most = size + size / 2 + ((size_t)1 << 20);
   unsigned count = 0;
   *is_zero = false;
   pthread_mutex_lock(&cache_lock);
-  for (gl_segment_t *s = cache_segment(cache.first); s; s = cache_segment(s->link.next)) {
-    bool fits = s->mapped_size >= size && s->mapped_size - size <= size / 2 + ((size_t)1 << 20);
-    if (s->cache_state == GL_SEGMENT_CACHED_DIRTY) {
-      resident += s->mapped_size;
-      if (fits && (fit == NULL || s->mapped_size < fit->mapped_size)) fit = s;
-      if (s->mapped_size >= size && (split == NULL || s->mapped_size < split->mapped_size)) split = s;
-    } else if (fits && (purged_fit == NULL || s->mapped_size < purged_fit->mapped_size)) {
-      purged_fit = s;
-    }
+  for (cache_node_t *n = cache_node(cache_dirty.first); n; n = cache_node(n->link.next)) {
+    resident += n->size;
+    if (n->size >= size && n->size <= most && (fit == NULL || n->size < fit->size)) fit = n;
+    if (n->size >= size && (split == NULL || n->size < split->size)) split = n;
   }
-  gl_segment_t *one = fit ? fit : fit_only ? NULL : split;
+  cache_node_t *one = fit ? fit : fit_only ? NULL : split;
   if (one != NULL) {
-    pieces[count++] = one;
+    taken[count++] = one;
   } else if (resident > 0 && !fit_only) {
     /* Largest first, until the pieces cover the size. */
     size_t got = 0;
     while (got < size && count < CACHE_PIECES) {
-      gl_segment_t *largest = NULL;
-      for (gl_segment_t *s = cache_segment(cache.first); s; s = cache_segment(s->link.next)) {
-        if (s->cache_state != GL_SEGMENT_CACHED_DIRTY) continue;
-        bool taken = false;
-        for (unsigned i = 0; i < count; i++) taken = taken || pieces[i] == s;
-        if (!taken && (largest == NULL || s->mapped_size > largest->mapped_size)) largest = s;
+      cache_node_t *largest = NULL;
+      for (cache_node_t *n = cache_node(cache_dirty.first); n; n = cache_node(n->link.next)) {
+        bool used = false;
+        for (unsigned i = 0; i < count; i++) used = used || taken[i] == n;
+        if (!used && (largest == NULL || n->size > largest->size)) largest = n;
       }
       if (largest == NULL) break;
-      pieces[count++] = largest;
-      got += largest->mapped_size;
+      taken[count++] = largest;
+      got += largest->size;
     }
-  } else if (purged_fit != NULL) {
-    *is_zero = purged_fit->cache_state == GL_SEGMENT_CACHED_ZERO;
-    pieces[count++] = purged_fit;
+  } else {
+    cache_node_t *purged = cache_purged_fit(size, most);
+    if (purged != NULL) taken[count++] = purged;
   }
-  for (unsigned i = 0; i < count; i++) cache_unlink(pieces[i]);
+  size_t sizes[CACHE_PIECES];
+  uint8_t states[CACHE_PIECES];
+  for (unsigned i = 0; i < count; i++) pieces[i] = cache_unlink(taken[i], &sizes[i], &states[i]);
   pthread_mutex_unlock(&cache_lock);
+  for (unsigned i = 0; i < count; i++) cache_revive(pieces[i], sizes[i], states[i]);
+  if (count == 1) *is_zero = states[0] == GL_SEGMENT_CACHED_ZERO;
   return count;
 }
 
 /* Gives a segment that holds no block to the cache (or back to the OS when the
- * cache is off or full: then the oldest entry goes). */
+ * cache is off, or has no memory for the node).  `dirty`: its memory is resident;
+ * else all but its first OS page reads as zero (purged). */
 static void cache_put(gl_segment_t *seg, bool dirty) {
 #if GL_SECURE
   gl_assert(seg->page_guards == 0); /* lifted: a cached segment may become anything */
 #endif
   uint64_t now = os_clock_ms();
-  gl_segment_t *evict = NULL;
+  gl_list_t detached = {NULL, NULL};
+  cache_node_t *node = NULL;
   pthread_mutex_lock(&cache_lock);
   long capacity = __atomic_load_n(&gl_options.segment_cache, __ATOMIC_RELAXED);
-  if (capacity <= 0) {
-    evict = seg;
-  } else {
-    if (cache_count >= (size_t)capacity) {
-      evict = cache_segment(cache.last);
-      cache_unlink(evict);
-    }
-    seg->cache_state = dirty ? GL_SEGMENT_CACHED_DIRTY : GL_SEGMENT_CACHED_ZERO;
-    seg->cached_at = now;
-    gl_list_push_front(&cache, &seg->link);
-    cache_count++;
-    cache_bytes_add(&cache_total_bytes, seg->mapped_size, true);
-    if (dirty) cache_bytes_add(&cache_resident_bytes, seg->mapped_size, true);
+  if (capacity > 0) node = cache_node_new();
+  if (node != NULL) {
+    node->seg = seg;
+    node->size = seg->mapped_size;
+    node->cached_at = now;
+    /* Resident or not, the segment is kept whole: its first page (the header) is
+     * resident until it is purged with the rest (below or by purge.c's rules). */
+    node->state = GL_SEGMENT_CACHED_DIRTY;
+    __atomic_store_n(&seg->cache_state, GL_SEGMENT_CACHED_DIRTY, __ATOMIC_RELAXED);
+    cache_bytes_add(&cache_total_bytes, node->size, true);
     gl_counter_add(&gl_counters.segments_cached, 1);
     atomic_fetch_add_explicit(&cache_activity, 1, memory_order_relaxed);
+    if (dirty) {
+      cache_insert(node);
+      /* One resident segment too many: the oldest is purged, not unmapped. */
+      while (cache_dirty_count > (size_t)capacity) cache_detach(cache_node(cache_dirty.last), &detached);
+    } else {
+      /* Purged already but its first page: that page goes too. */
+      node->state = GL_SEGMENT_CACHED_ZERO;
+      gl_list_push_back(&detached, &node->link);
+      cache_transit_bytes += node->size;
+      cache_transit_count++;
+    }
   }
   pthread_mutex_unlock(&cache_lock);
-  if (evict) segment_unmap(evict);
+  if (node == NULL) segment_unmap(seg);
+  cache_purge_detached(&detached, __atomic_load_n(&gl_options.purge_decommit, __ATOMIC_RELAXED) != 0);
 }
 
 void segment_cache_purge(size_t keep_bytes, uint64_t cached_by_ms, bool decommit) {
   if (__atomic_load_n(&cache_resident_bytes, __ATOMIC_RELAXED) <= keep_bytes) return;
+  gl_list_t detached = {NULL, NULL};
   pthread_mutex_lock(&cache_lock);
-  for (gl_segment_t *s = cache_segment(cache.last); s && cache_resident_bytes > keep_bytes;
-       s = cache_segment(s->link.prev)) {
-    if (s->cached_at <= cached_by_ms) cache_purge_entry(s, decommit);
+  for (cache_node_t *n = cache_node(cache_dirty.last), *prev; n && cache_resident_bytes > keep_bytes; n = prev) {
+    prev = cache_node(n->link.prev);
+    if (n->cached_at <= cached_by_ms) cache_detach(n, &detached);
   }
   pthread_mutex_unlock(&cache_lock);
+  cache_purge_detached(&detached, decommit);
 }
 
 void segment_cache_unmap(uint64_t cached_by_ms) {
   gl_list_t doomed = {NULL, NULL};
   pthread_mutex_lock(&cache_lock);
-  for (gl_segment_t *s = cache_segment(cache.last), *prev; s; s = prev) {
-    prev = cache_segment(s->link.prev);
-    if (s->cached_at > cached_by_ms) break; /* newer ones follow */
-    cache_unlink(s);
-    gl_list_push_back(&doomed, &s->link);
+  for (cache_node_t *n = cache_aged(cache_age.last), *prev; n; n = prev) {
+    prev = cache_aged(n->age.prev);
+    if (n->cached_at > cached_by_ms) break; /* newer ones follow */
+    cache_remove(n);
+    gl_list_push_back(&doomed, &n->link);
   }
   pthread_mutex_unlock(&cache_lock);
-  for (gl_link_t *l = doomed.first, *next; l; l = next) {
-    next = l->next;
-    segment_unmap(gl_container_of(l, gl_segment_t, link));
-  }
+  cache_unmap_nodes(&doomed);
+}
+
+/* Unmaps every cached segment; whether there was any. */
+static bool cache_unmap_all(void) {
+  if (segment_cache_bytes() == 0) return false;
+  segment_cache_unmap(UINT64_MAX);
+  return true;
+}
+
+void segment_cache_limit(size_t purged_bytes) {
+  __atomic_store_n(&cache_purged_limit, purged_bytes, __ATOMIC_RELAXED);
+  if (__atomic_load_n(&cache_purged_bytes, __ATOMIC_RELAXED) <= purged_bytes) return;
+  gl_list_t doomed = {NULL, NULL};
+  pthread_mutex_lock(&cache_lock);
+  cache_over_limit(&doomed);
+  pthread_mutex_unlock(&cache_lock);
+  cache_unmap_nodes(&doomed);
 }
 
 size_t segment_cache_resident_bytes(void) { return __atomic_load_n(&cache_resident_bytes, __ATOMIC_RELAXED); }
 size_t segment_cache_bytes(void) { return __atomic_load_n(&cache_total_bytes, __ATOMIC_RELAXED); }
 uint64_t segment_cache_activity(void) { return atomic_load_explicit(&cache_activity, memory_order_relaxed); }
 
-/* In a fork child: if another thread held cache_lock at the fork, the cache list may
- * be half-changed, so the child forgets the cache (its segments stay mapped, unused,
- * and a stale free() of one still finds it cached). */
+/* In a fork child: if another thread held cache_lock at the fork, the lists may be
+ * half-changed, so the child forgets the cache (its segments stay mapped, unused;
+ * a stale free() of a resident one still finds it cached).  Segments another
+ * thread was purging are forgotten too: that thread is not in the child. */
 void segment_fork_child(void) {
   if (!gl_mutex_was_free_at_fork(&cache_lock)) {
-    cache.first = cache.last = NULL;
-    cache_count = 0;
+    memset(&cache_age, 0, sizeof cache_age);
+    memset(&cache_dirty, 0, sizeof cache_dirty);
+    memset(cache_purged, 0, sizeof cache_purged);
+    memset(cache_purged_nonempty, 0, sizeof cache_purged_nonempty);
+    memset(&cache_free_nodes, 0, sizeof cache_free_nodes);
+    cache_dirty_count = cache_transit_bytes = cache_transit_count = 0;
     __atomic_store_n(&cache_total_bytes, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&cache_resident_bytes, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&cache_purged_bytes, 0, __ATOMIC_RELAXED);
+    return;
   }
+  cache_bytes_add(&cache_total_bytes, cache_transit_bytes, false);
+  gl_counter_sub(&gl_counters.segments_cached, cache_transit_count);
+  cache_transit_bytes = cache_transit_count = 0;
 }
 
 /* ---- Small and medium segments, owned by a heap's set ---- */

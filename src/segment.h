@@ -89,13 +89,20 @@ GL_HIDDEN void segment_large_free(gl_segment_t *seg);
  * address, or NULL with the segment as it was. */
 GL_HIDDEN gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size);
 
-/* ---- The segment cache: freed segments kept for reuse ---- */
+/* ---- The segment cache: freed segments kept for reuse ----
+ * At most segment_cache of them resident; beyond that the oldest is purged and
+ * stays cached, mapped but not resident, up to a bound on the bytes of those. */
 
 /* Purges resident cached segments, oldest first, that were cached at or before
  * `cached_by_ms`, until at most keep_bytes of cached memory stay resident. */
 GL_HIDDEN void segment_cache_purge(size_t keep_bytes, uint64_t cached_by_ms, bool decommit);
-/* Unmaps cached segments cached at or before `cached_by_ms`. */
+/* Unmaps cached segments cached (or purged) at or before `cached_by_ms`. */
 GL_HIDDEN void segment_cache_unmap(uint64_t cached_by_ms);
+/* The bound on purged cached segments (bytes of address space): the oldest beyond
+ * it are unmapped, now and whenever more are purged.  It starts at
+ * SEGMENT_CACHE_PURGED_MIN; purge.h's rules move it. */
+#define SEGMENT_CACHE_PURGED_MIN ((size_t)64 << 20)
+GL_HIDDEN void segment_cache_limit(size_t purged_bytes);
 GL_HIDDEN size_t segment_cache_resident_bytes(void);
 GL_HIDDEN size_t segment_cache_bytes(void);
 /* Counts segments entering and leaving the cache: a sign of activity. */

@@ -145,6 +145,64 @@ static void test_large_returned(void) {
          mibd((long)r2 - (long)r0));
 }
 
+/* 2b. Many large blocks freed at once: beyond the segment cache's resident
+ * entries (segment_cache) the segments are purged but stay mapped in the cache,
+ * so the RSS drops at once while a new block of the same size takes one without
+ * an mmap; malloc_trim(0) unmaps them all. */
+static void test_large_purged_cached(void) {
+  enum { N = 200 };
+  const size_t size = 200 * KiB;
+  if (galleon_option_get("segment_cache") <= 0) {
+    printf("large blocks purged in the cache: GALLEON_SEGMENT_CACHE=0, skipped\n");
+    return;
+  }
+  void **blocks = map(N * sizeof(void *));
+  malloc_trim(0);
+  galleon_stats_t s0, s1, s2, s3;
+  size_t r0 = rss_bytes();
+  for (int i = 0; i < N; i++) {
+    blocks[i] = malloc(size);
+    CHECK(blocks[i] != NULL);
+    memset(blocks[i], i + 1, size);
+  }
+  size_t r1 = rss_bytes();
+  galleon_stats_get(&s0);
+  for (int i = 0; i < N; i++) free(blocks[i]);
+  size_t r2 = rss_bytes(); /* no wait: purged by the frees themselves */
+  galleon_stats_get(&s1);
+  long cap = galleon_option_get("segment_cache");
+  printf("%d x %zu KiB freed: RSS %.1f -> %.1f -> %.1f MiB, %zu segments cached, %zu munmaps\n", N,
+         size / KiB, mib(r0), mib(r1), mib(r2), s1.segments_cached, s1.munmap_calls - s0.munmap_calls);
+  /* At most `cap` of them resident, plus their neighbours' rounding. */
+  CHECKF(r2 < r0 + (size_t)cap * (size + 8 * KiB) + 4 * MiB, "freed %d large blocks: RSS %.1f -> %.1f MiB", N,
+         mib(r0), mib(r2));
+  CHECKF(s1.segments_cached >= (size_t)N * 9 / 10, "only %zu of %d freed segments cached", s1.segments_cached, N);
+  CHECKF(s1.munmap_calls - s0.munmap_calls < (size_t)N / 10, "%zu munmaps for %d freed large blocks",
+         s1.munmap_calls - s0.munmap_calls, N);
+  /* Allocated again: from the cache, no mmap. */
+  for (int i = 0; i < N; i++) {
+    blocks[i] = malloc(size);
+    CHECK(blocks[i] != NULL);
+    memset(blocks[i], i + 2, size);
+  }
+  galleon_stats_get(&s2);
+  CHECKF(s2.mmap_calls - s1.mmap_calls < (size_t)N / 10, "%zu mmaps for %d blocks the cache held",
+         s2.mmap_calls - s1.mmap_calls, N);
+  for (int i = 0; i < N; i++) {
+    CHECK(((unsigned char *)blocks[i])[size - 1] == (unsigned char)(i + 2));
+    free(blocks[i]);
+  }
+  malloc_trim(0);
+  galleon_stats_get(&s3);
+  size_t r3 = rss_bytes();
+  printf("  after malloc_trim(0): RSS %.1f MiB, %zu segments cached, mapped %.1f MiB\n", mib(r3),
+         s3.segments_cached, mib(s3.mapped));
+  CHECKF(s3.segments_cached == 0, "malloc_trim(0) left %zu segments cached", s3.segments_cached);
+  CHECKF(s3.munmap_calls - s2.munmap_calls >= (size_t)N * 9 / 10, "malloc_trim(0) unmapped only %zu segments",
+         s3.munmap_calls - s2.munmap_calls);
+  munmap(blocks, N * sizeof(void *));
+}
+
 /* 3. calloc of fresh memory does not touch it. */
 static void test_calloc_lazy(void) {
   const size_t n = 256 * MiB;
@@ -264,6 +322,7 @@ int main(void) {
 
   test_small_blocks_returned();
   test_large_returned();
+  test_large_purged_cached();
   test_calloc_lazy();
   test_reuse_stays_resident();
   test_idle_return();
