@@ -68,23 +68,24 @@ void os_unmap(void *addr, size_t size) {
 static void *os_map_aligned_prot(size_t size, size_t alignment, int prot) {
   if (alignment < os_page) alignment = os_page;
   if (alignment > GL_MAX_ALIGN || size > GL_MAX_ALLOC - alignment) return NULL;
-  /* 1. Try the hint: one system call in the common case.  The hint moves on only
-   * when a mapping landed on it, so a failed request does not consume it. */
+  /* 1. Try the hint: one system call in the common case.  Each request claims its
+   * range of the hint first (one fetch-add), so threads mapping at once each get a
+   * range of their own instead of racing for one address, the losers falling to
+   * the over-map and trim below. */
   if (alignment <= GL_SEGMENT_SIZE && size <= OS_HINT_MAX_SIZE) {
     size_t step = gl_align_up(size, GL_SEGMENT_SIZE);
     uintptr_t hint = atomic_load_explicit(&os_hint, memory_order_relaxed);
     if (hint != 0 && hint < OS_HINT_END) {
+      hint = atomic_fetch_add_explicit(&os_hint, step, memory_order_relaxed);
       void *p = os_mmap((void *)hint, size, prot);
       if (p == NULL) return NULL;
-      if ((uintptr_t)p == hint)
-        atomic_compare_exchange_strong_explicit(&os_hint, &hint, hint + step, memory_order_relaxed,
-                                                memory_order_relaxed);
       if (((uintptr_t)p & (alignment - 1)) == 0) return p;
       os_unmap(p, size);
       /* Something else lives at the hint (a sanitizer's shadow, another library's
        * reservation): jump well past it rather than step through it, so that the
        * one-call path comes back after a few misses. */
-      atomic_compare_exchange_strong_explicit(&os_hint, &hint, hint + OS_HINT_JUMP, memory_order_relaxed,
+      uintptr_t next = hint + step;
+      atomic_compare_exchange_strong_explicit(&os_hint, &next, next + OS_HINT_JUMP, memory_order_relaxed,
                                               memory_order_relaxed);
     }
   }
