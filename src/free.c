@@ -7,6 +7,9 @@
 #include "profile.h"
 
 void *alloc_block_start(gl_page_t *page, const void *p) {
+  /* A block start, the common case (realloc, malloc_usable_size): free's multiply
+   * test, not the division below.  It fails for a page not in use (carved_limit 0). */
+  if (page_is_block_start(page, p, false)) return (void *)p;
   if (__atomic_load_n(&page->state, __ATOMIC_RELAXED) != GL_PAGE_IN_USE) return NULL;
   uint64_t offset = (uintptr_t)p - (uintptr_t)page->start;
   uint64_t carved = (uint64_t)__atomic_load_n(&page->capacity, __ATOMIC_RELAXED) * page->block_size;

@@ -136,7 +136,7 @@ static void *block_ready(uint8_t *p, size_t size, bool zero) {
   uint8_t v = segment_map_get((uintptr_t)p);
   if (gl_likely(v & GL_SEGMAP_PAGES_BIT)) {
     gl_page_t *page = segment_page_of(segment_of(p), p);
-    uint8_t *block = page_is_block_start(page, p, false) ? p : alloc_block_start(page, p);
+    uint8_t *block = alloc_block_start(page, p);
     return block_ready_in_page(page, block, p, size, zero);
   }
   /* A large block asked for zeroed comes zeroed (secure_alloc); one that was not
