@@ -33,7 +33,7 @@ static void *aligned_alloc_plain(gl_heap_t *heap, size_t alignment, size_t size)
   if (alignment <= GL_PAGE_START_ALIGN) {
     size_t rounded = gl_align_up(size, alignment);
     if (rounded == 0) rounded = alignment;
-    if (rounded <= GL_MEDIUM_MAX && sizeclass_block_size(sizeclass_of(rounded)) % alignment == 0) {
+    if (rounded <= GL_MEDIUM_MAX && (sizeclass_block_size(sizeclass_of(rounded)) & (alignment - 1)) == 0) {
       void *p = block_from(heap, rounded);
       gl_assert(p == NULL || ((uintptr_t)p & (alignment - 1)) == 0);
       return p;
@@ -60,6 +60,9 @@ static void *aligned_alloc_plain(gl_heap_t *heap, size_t alignment, size_t size)
 void *aligned_alloc_impl(size_t alignment, size_t size) { return aligned_alloc_in(NULL, alignment, size); }
 
 void *aligned_alloc_in(gl_heap_t *heap, size_t alignment, size_t size) {
+  /* malloc's own alignment: malloc's path, nothing to tag or to keep from the
+   * profiler. */
+  if (!GL_SECURE && !GL_VALGRIND && alignment <= GL_MIN_ALIGN) return block_from(heap, size);
   annotate_quiet_begin();
   /* A block the heap profiler samples is handed out 16 bytes into a bigger one:
    * aligned to 16 only.  Larger alignments are charged, never sampled. */
