@@ -89,7 +89,7 @@ GALLEON_API void galleon_malloc_stats(void);
  *     request sizes the class serves (from..to, to = its block size), the number
  *     of free blocks (count) and their bytes (total); unused pages, which have no
  *     size class yet, are one <unsorted> entry (from/to: smallest and largest);
- *   <total type="fast">: free blocks of the classes up to 1 KiB, served by
+ *   <total type="fast">: free blocks of the classes up to 8 KiB, served by
  *     malloc's inline fast path (smblks/fsmblks of mallinfo2);
  *   <total type="rest">: free blocks of the larger classes plus unused pages;
  *   <system type="current|max">, <aspace type="total|mprotect">: the bytes of the
@@ -115,9 +115,9 @@ struct galleon_mallinfo {
   size_t arena;    /* bytes mapped for small and medium segments (all heaps) and for
                       freed segments kept in the segment cache */
   size_t ordblks;  /* free chunks other than fast ones: free blocks of size classes
-                      over 1 KiB, plus one per unused page and per cached segment */
-  size_t smblks;   /* free blocks of the size classes up to 1 KiB (those malloc's
-                      inline fast path serves: glibc's fastbins are small too) */
+                      over 8 KiB, plus one per unused page and per cached segment */
+  size_t smblks;   /* free blocks of the size classes up to 8 KiB (those malloc's
+                      inline fast path serves) */
   size_t hblks;    /* large blocks alive (over 128 KiB: a segment each) */
   size_t hblkhd;   /* bytes mapped for them */
   size_t usmblks;  /* 0, as glibc, which has never filled it (the peak of mapped

@@ -77,7 +77,7 @@ __attribute__((constructor)) static void heap_constructor(void) {
 /* ---- Page queues and the direct table ---- */
 
 /* direct[] entries [direct_lo[cls], direct_hi[cls]] serve size class cls. */
-static uint8_t direct_lo[GL_CLASS_COUNT], direct_hi[GL_CLASS_COUNT];
+static uint16_t direct_lo[GL_CLASS_COUNT], direct_hi[GL_CLASS_COUNT];
 
 static void direct_ranges_init(void) {
   gl_assert(sizeclass_of(GL_SMALL_MAX) == GL_CLASS_SMALL_LAST);
@@ -88,8 +88,8 @@ static void direct_ranges_init(void) {
     size_t lo = cls == 1 ? 0 : sizeclass_block_size(cls - 1) / 16 + 1;
     size_t hi = sizeclass_block_size(cls) / 16;
     if (hi >= GL_DIRECT_COUNT) hi = GL_DIRECT_COUNT - 1;
-    direct_lo[cls] = (uint8_t)(lo < GL_DIRECT_COUNT ? lo : 1);
-    direct_hi[cls] = (uint8_t)(lo < GL_DIRECT_COUNT ? hi : 0); /* empty range */
+    direct_lo[cls] = (uint16_t)(lo < GL_DIRECT_COUNT ? lo : 1);
+    direct_hi[cls] = (uint16_t)(lo < GL_DIRECT_COUNT ? hi : 0); /* empty range */
   }
 }
 

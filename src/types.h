@@ -71,7 +71,7 @@
 #define GL_MEDIUM_PAGES (GL_SEGMENT_SIZE >> GL_MEDIUM_PAGE_SHIFT)
 #define GL_SMALL_MAX ((size_t)8 * 1024)    /* largest block in a small page */
 #define GL_MEDIUM_MAX ((size_t)128 * 1024) /* largest block in a medium page */
-#define GL_DIRECT_MAX ((size_t)1024)       /* sizes served through heap->direct */
+#define GL_DIRECT_MAX ((size_t)8192)       /* sizes served through heap->direct: every small class */
 #define GL_DIRECT_COUNT (GL_DIRECT_MAX / 16 + 1)
 #define GL_CLASS_COUNT 49 /* class 0 unused; 1..8: 16..128 step 16; then 4 per power of two */
 #define GL_PAGE_START_ALIGN ((size_t)16 * 1024) /* every page start is a multiple of this */

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 
-DIRECT_MAX = 1024  # the fast classes: blocks up to 1 KiB
+DIRECT_MAX = 8192  # the fast classes: blocks up to 8 KiB (GL_DIRECT_MAX)
 
 
 class CheckFailed(Exception):

@@ -60,7 +60,7 @@ static test_mallinfo2_t snapshot(const char *where) {
   CHECKF(m.fsmblks <= m.fordblks, "%s: fsmblks %zu > fordblks %zu", where, m.fsmblks, m.fordblks);
   CHECKF(m.keepcost <= m.fordblks, "%s: keepcost %zu > fordblks %zu", where, m.keepcost, m.fordblks);
   CHECKF(m.fsmblks >= 16 * m.smblks, "%s: %zu fast blocks in %zu bytes", where, m.smblks, m.fsmblks);
-  CHECKF(m.fsmblks <= 1024 * m.smblks, "%s: %zu fast blocks in %zu bytes", where, m.smblks, m.fsmblks);
+  CHECKF(m.fsmblks <= 8192 * m.smblks, "%s: %zu fast blocks in %zu bytes", where, m.smblks, m.fsmblks);
   CHECKF(m.arena + m.hblkhd == s.mapped, "%s: arena %zu + hblkhd %zu != mapped %zu", where, m.arena,
          m.hblkhd, s.mapped);
   CHECKF(m.hblks == s.large_blocks, "%s: hblks %zu, large_blocks %zu", where, m.hblks, s.large_blocks);
