@@ -243,15 +243,20 @@ static void cache_remove(cache_node_t *node) {
 
 /* Takes an entry out of the cache for good (lock held): its segment, with the
  * size and state it was cached with in *size and *state. */
+/* `count` entries of `bytes` in all have left the cache (lock held). */
+static void cache_forget(size_t count, size_t bytes) {
+  cache_bytes_add(&cache_total_bytes, bytes, false);
+  gl_counter_sub(&gl_counters.segments_cached, count);
+  atomic_fetch_add_explicit(&cache_activity, count, memory_order_relaxed);
+}
+
 static gl_segment_t *cache_unlink(cache_node_t *node, size_t *size, uint8_t *state) {
   gl_segment_t *seg = node->seg;
   cache_remove(node);
-  cache_bytes_add(&cache_total_bytes, node->size, false);
+  cache_forget(1, node->size);
   *size = node->size;
   *state = node->state;
   gl_list_push_front(&cache_free_nodes, &node->link);
-  gl_counter_sub(&gl_counters.segments_cached, 1);
-  atomic_fetch_add_explicit(&cache_activity, 1, memory_order_relaxed);
   return seg;
 }
 
@@ -288,9 +293,7 @@ static void cache_unmap_nodes(gl_list_t *doomed) {
     bytes += n->size;
   }
   pthread_mutex_lock(&cache_lock);
-  cache_bytes_add(&cache_total_bytes, bytes, false);
-  gl_counter_sub(&gl_counters.segments_cached, count);
-  atomic_fetch_add_explicit(&cache_activity, count, memory_order_relaxed);
+  cache_forget(count, bytes);
   while (doomed->first != NULL) {
     gl_link_t *l = doomed->first;
     gl_list_remove(doomed, l);
@@ -300,11 +303,17 @@ static void cache_unmap_nodes(gl_list_t *doomed) {
 }
 
 /* Takes a resident entry off its lists to be purged without the lock (lock held). */
-static void cache_detach(cache_node_t *node, gl_list_t *detached) {
-  cache_remove(node);
+/* An entry in no list, to be purged without the lock: still counted as cached
+ * (lock held). */
+static void cache_to_transit(cache_node_t *node, gl_list_t *detached) {
   cache_transit_bytes += node->size;
   cache_transit_count++;
   gl_list_push_back(detached, &node->link);
+}
+
+static void cache_detach(cache_node_t *node, gl_list_t *detached) {
+  cache_remove(node);
+  cache_to_transit(node, detached);
 }
 
 /* Purges the segments of detached entries, whole (no lock held), and puts them
@@ -456,9 +465,7 @@ static void cache_put(gl_segment_t *seg, bool dirty) {
     } else {
       /* Purged already but its first page: that page goes too. */
       node->state = GL_SEGMENT_CACHED_ZERO;
-      gl_list_push_back(&detached, &node->link);
-      cache_transit_bytes += node->size;
-      cache_transit_count++;
+      cache_to_transit(node, &detached);
     }
   }
   pthread_mutex_unlock(&cache_lock);
