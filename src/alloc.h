@@ -9,13 +9,14 @@
  * Anything else -- empty list, first call of a thread, bigger sizes -- goes to
  * heap_malloc_refill.
  *
- * free (41 instructions): the segment map says "small or medium segment" and gives
+ * free (43 instructions): the segment map says "small or medium segment" and gives
  * the page shift; the page descriptor is found by masking and shifting; one compare
  * says this thread owns the page and it is not on the full list; one multiply and
  * one compare say p is a block start among those carved; the block must not carry
- * its freed mark (a double free).  Mark it, push on local_free with its link
- * encoded.  Everything else goes to free_slow: remote frees, aligned blocks, large
- * blocks, errors.
+ * its freed mark (a double free).  Mark it, push on the list free_push names
+ * (local_free, or `free` itself: page.h, "Where frees go") with its link
+ * encoded.  Everything else goes to free_slow: remote frees, aligned blocks,
+ * large blocks, errors.
  */
 #ifndef GALLEON_ALLOC_H
 #define GALLEON_ALLOC_H
@@ -108,7 +109,13 @@ GL_INLINE void alloc_free_plain(void *p) {
   unsigned shift = segment_map_get(addr);
   if (gl_likely(shift & GL_SEGMAP_PAGES_BIT)) {
     gl_segment_t *seg = (gl_segment_t *)(addr & ~(uintptr_t)GL_SEGMENT_MASK);
-    gl_page_t *page = &seg->pages[(addr & GL_SEGMENT_MASK) >> shift];
+    /* The page in one register, which every field below is an offset of (gcc
+     * would otherwise keep the segment and the index apart, and compute the page
+     * again for the list free_push names): a shift and a lea. */
+    uintptr_t page_offset = ((addr & GL_SEGMENT_MASK) >> shift) * sizeof(gl_page_t);
+    __asm__("" : "+r"(page_offset));
+    gl_page_t *page = (gl_page_t *)((uintptr_t)seg->pages + page_offset);
+    __asm__("" : "+r"(page));
     gl_block_t *block = p;
     /* Local owner, not on the full list, and p a block start. */
     if (gl_likely(__atomic_load_n(&page->fast_free_owner, __ATOMIC_RELAXED) == gl_tls_heap &&
@@ -116,8 +123,9 @@ GL_INLINE void alloc_free_plain(void *p) {
       uintptr_t key = page->key, mark = page_freed_mark(key, block);
       if (gl_unlikely(block->freed_mark == mark)) free_double(p);
       block->freed_mark = mark;
-      block->link = page_link_encode(key, block, page->local_free);
-      page->local_free = block;
+      size_t list = page->free_push; /* local_free, or free (page.h) */
+      block->link = page_link_encode(key, block, page_list_head(page, list));
+      page_list_set_head(page, list, block);
       if (gl_unlikely(--page->used == 0) && !page->kept_empty) heap_block_freed_last(p);
       return;
     }

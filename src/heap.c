@@ -473,10 +473,22 @@ static uint32_t refill_slow_mask = 15;
  * profiler records what the program asked for. */
 #define GL_PROFILE_TRAILER (GL_SECURE ? GL_SECURE_TRAILER : 0)
 
+/* Frees go on local_free again in every page of the heap: the lists that reach
+ * `free` from now on are charged hand-overs ("Where frees go", page.h). */
+static void heap_pages_push_local(gl_heap_t *heap) {
+  for (gl_page_t *page = list_page(heap->full.first); page; page = list_page(page->link.next))
+    page_push_to_local(page);
+  for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++)
+    for (gl_page_t *page = queue_first(heap, cls); page; page = list_page(page->link.next))
+      page_push_to_local(page);
+}
+
 static bool heap_samples(gl_heap_t *heap) {
   if (heap->first_class || heap == exit_heap) return false;
   uint32_t generation = __atomic_load_n(&profile_generation, __ATOMIC_RELAXED);
   if (heap->sample_generation != generation) {
+    /* Started while this thread was running: its pages may push onto `free`. */
+    heap_pages_push_local(heap);
     heap->sample_generation = generation;
     heap->sample_left = profile_next_interval();
   }
@@ -595,7 +607,7 @@ static GL_NOINLINE void *heap_take_sampling(gl_heap_t *heap, gl_page_t *page, si
   bool sample = profile_accept(size - GL_PROFILE_TRAILER, page->block_size);
   heap->sample_left = profile_next_interval();
   if (page->free == NULL) { /* cut before its first block: take the list back */
-    page_free_from_local(page);
+    page_free_from_local(page, true);
   }
   if (sample && page->block_size - size < 16) {
     sample_charge_list(heap, page); /* the list goes on to the fast path */
@@ -626,8 +638,11 @@ void heap_profile_switched(bool on) {
   if (!on) return;
   if (heap == &gl_heap_empty) return;
   /* The calling thread's lists were handed over uncharged: send them back through
-   * the slow path, so its sampling is exact from here (other threads' are off by at
-   * most one list per class until their lists run dry). */
+   * the slow path, so its sampling is exact from here.  Other threads' are off by
+   * at most one list per class until their lists run dry; their frees go on
+   * feeding `free` uncharged until their first refill after this (heap_samples):
+   * a thread that never refills is not sampled. */
+  heap_pages_push_local(heap);
   for (unsigned cls = 1; cls < GL_CLASS_COUNT; cls++) {
     gl_page_t *page = queue_first(heap, cls);
     if (page != NULL && page->free != NULL) page_cut_free(page, 0);
@@ -668,7 +683,7 @@ static void *heap_malloc_after_exit(size_t size, bool zero);
  * leaves it alone), so the generation test also keeps their lists uncharged. */
 static GL_NOINLINE void *heap_refill_sampling(size_t size, gl_heap_t *heap, gl_page_t *page, bool zero) {
   if (page->local_free == NULL || (heap->slow_calls & 15) == 0) return heap_alloc_from(heap, size, zero);
-  page_free_from_local(page);
+  page_free_from_local(page, true);
   if (sample_charge_quick(heap, page)) return page_take_block(page, size, zero);
   return heap_take_sampling(heap, page, size, zero);
 }
@@ -714,6 +729,7 @@ void *heap_malloc_refill(size_t size, gl_heap_t *heap, bool zero) {
     page->free = page->local_free;
     page->local_free = NULL;
     page->free_is_zero = 0;
+    page_push_to_free_unless(page, false); /* the profiler is off (mask 15) */
   }
   return page_take_block(page, size, zero);
 }
@@ -855,6 +871,7 @@ void heap_first_class_destroy(gl_heap_t *heap) {
       atomic_store_explicit(&page->thread_free, GL_TF_NORMAL, memory_order_relaxed);
       page->has_aligned = 0;
       page->free_is_zero = 0;
+      page_push_to_free_unless(page, false); /* first-class heaps are not sampled */
       page_relink(page, next_key(heap)); /* a new key: stale frees are double frees */
       if (!page->kept_empty) {
         page->kept_empty = 1;

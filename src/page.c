@@ -4,6 +4,7 @@
 #include "annotate.h"
 #include "check.h"
 #include "page.h"
+#include "profile.h"
 #include "sizeclass.h"
 
 /* ---- Keys ----
@@ -59,6 +60,7 @@ void page_init(gl_page_t *page, struct gl_heap_s *owner, uint8_t class_idx, bool
   page->on_full_list = 0;
   page->has_aligned = 0;
   page->free_is_zero = 0;
+  page_push_to_local(page);
   page->mem_is_zero = mem_is_zero;
   page->key = page_key(random);
   page->local_free = NULL;
@@ -152,6 +154,7 @@ bool page_extend(gl_page_t *page) {
   __atomic_store_n(&page->capacity, page->capacity + n, __ATOMIC_RELAXED);
   __atomic_store_n(&page->carved_limit, page_carved_limit(bs, page->capacity), __ATOMIC_RELAXED);
   page->free_is_zero = GL_SECURE ? 0 : page->mem_is_zero; /* secure: the pattern, not zero */
+  page_push_to_free_unless(page, __atomic_load_n(&profile_sampling, __ATOMIC_RELAXED));
   return true;
 }
 
@@ -193,8 +196,10 @@ void page_cut_free(gl_page_t *page, size_t keep) {
 }
 
 void page_gather_frees(gl_page_t *page, bool to_local) {
+  /* Without to_local this may be a hand-over the profiler charges next. */
+  bool sampling = __atomic_load_n(&profile_sampling, __ATOMIC_RELAXED);
   if (page->local_free != NULL && page->free == NULL && !to_local) {
-    page_free_from_local(page);
+    page_free_from_local(page, sampling);
   }
   uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   if (GL_TF_HEAD(tf) == 0) return;
@@ -217,6 +222,7 @@ void page_gather_frees(gl_page_t *page, bool to_local) {
     page->free = head;
     page->free_is_zero = 0;
     page->sample_listed = page->sample_added = 0;
+    page_push_to_free_unless(page, sampling);
     return;
   }
   if (page->local_free == NULL) {
@@ -271,6 +277,9 @@ bool page_is_valid(const gl_page_t *page) {
   if (page->block_size != sizeclass_block_size(page->class_idx)) return false;
   if (page->carved_limit != page_carved_limit(page->block_size, page->capacity)) return false;
   if ((size_t)page->reserved * page->block_size > segment_page_area(page)) return false;
+  /* Frees feed `free` only when it is neither a zeroed list nor the secure build's. */
+  if (page->free_push != GL_PUSH_LOCAL && (page->free_push != GL_PUSH_FREE || page->free_is_zero || GL_SECURE))
+    return false;
   /* Every block on the owner's lists is free and inside the carved area. */
   uint32_t listed = 0;
   const gl_block_t *lists[2] = {page->free, page->local_free};

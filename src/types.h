@@ -192,10 +192,11 @@ typedef struct gl_page_s {
   /* First cache line: everything the malloc and free fast paths touch. */
   gl_block_t *free;  /* blocks ready to hand out */
   uint32_t used;     /* blocks handed out (including remote frees not yet collected) */
-  uint8_t on_full_list; /* on owner->full: malloc does not look at it */
-  uint8_t has_aligned;  /* some block was handed out at an interior, aligned address */
+  uint8_t free_push;    /* where free's fast path pushes: `free` or `local_free`, as
+                           an index in words into this struct (page.h, "Where frees go") */
   uint8_t free_is_zero; /* blocks on `free` are zero but for their two list words */
   uint8_t mem_is_zero;  /* never-carved memory of this page is zero */
+  uint8_t unused0;
   struct gl_heap_s *fast_free_owner; /* == owner while its thread's frees may take the
                                         fast path; NULL while unused or on the full list */
   uint8_t *start;               /* first block */
@@ -207,7 +208,9 @@ typedef struct gl_page_s {
   struct gl_heap_s *owner;        /* NULL while the page is unused */
   _Atomic(uintptr_t) thread_free; /* frees by other threads | GL_TF_* state */
   uint32_t block_size;
-  uint32_t reserved;      /* blocks that fit in the page */
+  uint16_t reserved;      /* blocks that fit in the page */
+  uint8_t on_full_list;   /* on owner->full: malloc does not look at it */
+  uint8_t has_aligned;    /* some block was handed out at an interior, aligned address */
   uint8_t class_idx;
   uint8_t index;          /* in the segment */
   uint8_t state;          /* gl_page_state_t */
@@ -225,6 +228,11 @@ typedef struct gl_page_s {
 } gl_page_t;
 
 _Static_assert(sizeof(gl_page_t) == 128, "page descriptors are two cache lines");
+_Static_assert(((size_t)1 << GL_SMALL_PAGE_SHIFT) / 16 <= UINT16_MAX &&
+                   ((size_t)1 << GL_MEDIUM_PAGE_SHIFT) / (GL_SMALL_MAX + 16) <= UINT16_MAX,
+               "a page's block count fits `reserved`");
+_Static_assert(offsetof(gl_page_t, free) % sizeof(void *) == 0 && offsetof(gl_page_t, local_free) % sizeof(void *) == 0,
+               "free_push names either list by its index in words");
 _Static_assert(offsetof(gl_page_t, owner) == 64, "the fast paths' fields fill the first cache line");
 
 /* ---- Segments ---- */

@@ -1,8 +1,10 @@
-/* memory_test.c: freed memory goes back to the OS.
+/* memory_test.c: freed memory goes back to the OS, and a block just freed is
+ * the next one reused (warm reuse).
  * RSS is read from /proc/self/statm without allocating.  Pointer arrays live in
  * mmap'd memory of their own so that the test's bookkeeping is not part of what
  * the allocator is asked to return. */
 #define _GNU_SOURCE 1
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -310,6 +312,45 @@ static void test_idle_return(void) {
   munmap(ptrs, n * sizeof(void *));
 }
 
+/* A block freed by its owner is the next one malloc hands out in its size, while
+ * its lines are still in cache -- once the page's freshly carved, zeroed list is
+ * used up (frees do not mix into a list calloc trusts to be zero).  Fails when
+ * frees wait on local_free until the page's list runs dry (under 1% reuse then),
+ * and when a freed block reaches a zeroed list (calloc returns the old bytes). */
+static void *warm_reuse_thread(void *arg) {
+  (void)arg;
+  static const size_t sizes[] = {16, 24, 100, 1000, 8000, 20000, 100000};
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+    size_t n = sizes[s];
+    void *keep = malloc(n); /* the page stays in use throughout */
+    CHECK(keep != NULL);
+    int same = 0;
+    const int rounds = 2000;
+    for (int i = 0; i < rounds; i++) {
+      char *p = malloc(n);
+      CHECK(p != NULL);
+      memset(p, 0xAA, n);
+      free(p);
+      char *q = (i & 1) ? calloc(1, n) : malloc(n);
+      CHECK(q != NULL);
+      if (i & 1) CHECKF(all_bytes_are(q, n, 0), "calloc(1, %zu) after a free: not zeroed (round %d)", n, i);
+      same += q == p;
+      free(q);
+    }
+    printf("warm reuse: %zu B: the block freed last came back %d times in %d\n", n, same, rounds);
+    CHECKF(same >= rounds * 9 / 10, "%zu B: the block freed last came back %d times in %d", n, same, rounds);
+    free(keep);
+  }
+  return NULL;
+}
+
+static void test_warm_reuse(void) {
+  /* A thread of its own: a heap whose pages are all fresh. */
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, warm_reuse_thread, NULL) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0); /* keep output that precedes a failure */
   double t0 = now_s();
@@ -326,6 +367,7 @@ int main(void) {
   test_calloc_lazy();
   test_reuse_stays_resident();
   test_idle_return();
+  test_warm_reuse();
   printf("memory tests passed in %.2f s\n", now_s() - t0);
   return 0;
 }
