@@ -319,6 +319,8 @@ typedef struct gl_heap_s {
   gl_page_t *direct[GL_DIRECT_COUNT]; /* (size + 15) / 16 -> page to allocate from */
   gl_list_t queues[GL_CLASS_COUNT];   /* pages of each class, the one to allocate from first */
   gl_list_t full;                     /* pages with no free block at last look */
+  gl_page_t *full_waiting[GL_CLASS_COUNT]; /* per class: a page of `full` holding owner
+                                              frees too few to bring it back (heap.c) */
   _Atomic(gl_page_t *) notified;      /* pages of `full` that received remote frees */
   gl_segset_t segs;
   gl_purge_queue_t purge;

@@ -344,7 +344,35 @@ static void *warm_reuse_thread(void *arg) {
   return NULL;
 }
 
+/* A block freed into a page that was full is found again before a new page is
+ * started, though one free is too few to put that page back in its queue
+ * (heap.c, GL_UNFULL_FREE_BLOCKS and full_waiting). */
+static void *full_page_reuse_thread(void *arg) {
+  (void)arg;
+  enum { N = 5000, MORE = 3000 };
+  void **blocks = map(N * sizeof(void *)), **more = map(MORE * sizeof(void *));
+  for (int i = 0; i < N; i++) CHECK((blocks[i] = malloc(64)) != NULL);
+  void *x = blocks[100]; /* in the first page, full since later ones were started */
+  free(x);
+  int found = -1;
+  for (int i = 0; i < MORE && found < 0; i++) {
+    CHECK((more[i] = malloc(64)) != NULL);
+    if (more[i] == x) found = i;
+  }
+  printf("full page reuse: the block freed in a full page came back after %d mallocs\n", found + 1);
+  CHECKF(found >= 0, "a block freed in a full page was not reused within %d mallocs", MORE);
+  for (int i = 0; i <= found; i++) free(more[i]);
+  for (int i = 0; i < N; i++)
+    if (i != 100) free(blocks[i]);
+  munmap(blocks, N * sizeof(void *));
+  munmap(more, MORE * sizeof(void *));
+  return NULL;
+}
+
 static void test_warm_reuse(void) {
+  pthread_t f;
+  CHECK(pthread_create(&f, NULL, full_page_reuse_thread, NULL) == 0);
+  CHECK(pthread_join(f, NULL) == 0);
   /* A thread of its own: a heap whose pages are all fresh. */
   pthread_t t;
   CHECK(pthread_create(&t, NULL, warm_reuse_thread, NULL) == 0);
