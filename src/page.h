@@ -154,13 +154,12 @@ GL_INLINE void page_tag_interior(gl_page_t *page, void *block, void *interior) {
  * (heap.c, "Sampling") -- and straight onto `free` otherwise.  There malloc takes
  * the block freed last first, while its lines are still in cache: a program that
  * frees and allocates one size in turn keeps reusing a few warm blocks instead of
- * walking the whole page.  free_push holds the offset of the list, so free's fast
- * path adds one load and no branch.  The secure build keeps local_free (its frees
+ * walking the whole page.  free_push holds the index of the list, so free's fast
+ * path adds two instructions and no branch.  The secure build keeps local_free (its frees
  * go through the quarantine, and the order blocks come back in stays random). */
 #define GL_PUSH_FREE (offsetof(gl_page_t, free) / sizeof(gl_block_t *))
 #define GL_PUSH_LOCAL (offsetof(gl_page_t, local_free) / sizeof(gl_block_t *))
-/* The head of the list at word `index` of the page (free_push), read and written
- * as one scaled-index operand each. */
+/* The head of the list at word `index` of the page (free_push). */
 GL_INLINE gl_block_t *page_list_head(const gl_page_t *page, size_t index) {
   return ((gl_block_t *const *)page)[index];
 }
