@@ -36,6 +36,21 @@ GL_HIDDEN void free_slow(void *p, const char *what);
  * ..." and aborts for a pointer Galleon did not hand out, and with want_live for a
  * block that is free. */
 GL_HIDDEN gl_page_t *free_check_block(const void *p, const char *what, bool want_live, void **block_out);
+/* free_check_block with want_live, the common case first in line, as free's fast
+ * path tests it: a block start of a small or medium page that is not free.
+ * Anything else (a large or aligned block, an error to report) takes the whole
+ * check.  realloc and malloc_usable_size ask it of every block (redis asks
+ * malloc_usable_size of each one it allocates and frees). */
+GL_INLINE gl_page_t *free_check_live_block(const void *p, const char *what, void **block_out) {
+  if (segment_map_get((uintptr_t)p) & GL_SEGMAP_PAGES_BIT) {
+    gl_page_t *page = segment_page_of(segment_of(p), p);
+    if (page_is_block_start(page, p, false) && !page_block_is_free(page, p)) {
+      *block_out = (void *)p;
+      return page;
+    }
+  }
+  return free_check_block(p, what, true, block_out);
+}
 GL_HIDDEN size_t alloc_usable_size(const void *p);
 /* The start of the block that p points into, or NULL (not a carved block). */
 GL_HIDDEN void *alloc_block_start(gl_page_t *page, const void *p);

@@ -88,18 +88,11 @@ void free_slow(void *p, const char *what) {
 }
 
 size_t alloc_usable_size(const void *p) {
-  uint8_t v = segment_map_get((uintptr_t)p);
-  if (v == GL_SEGMAP_NONE) return 0; /* NULL and foreign pointers */
+  if (segment_map_get((uintptr_t)p) == GL_SEGMAP_NONE) return 0; /* NULL and foreign pointers */
   void *start;
   if (GL_SECURE) return secure_usable_size(p);
-  if (!GL_VALGRIND && (v & GL_SEGMAP_PAGES_BIT)) {
-    /* The common case in line (redis asks this of every block it allocates and
-     * frees): a live block start of a small or medium page. */
-    gl_page_t *page = segment_page_of(segment_of(p), p);
-    if (page_is_block_start(page, p, false) && !page_block_is_free(page, p)) return page->block_size;
-  }
   annotate_quiet_begin();
-  gl_page_t *page = free_check_block(p, "malloc_usable_size of", true, &start);
+  gl_page_t *page = free_check_live_block(p, "malloc_usable_size of", &start);
   annotate_quiet_end();
   if (page != NULL) return page->block_size - (size_t)((const uint8_t *)p - (uint8_t *)start);
   return segment_find(p)->large_usable;

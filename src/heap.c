@@ -159,8 +159,8 @@ static bool heap_page_to_full(gl_heap_t *heap, gl_page_t *page) {
  * scale's overhead_pct 9.1 -> 10.0), and the page that got such a free last is
  * remembered per class (full_waiting): heap_find_page takes it back before it
  * starts a new page, so a small heap does not grow for want of them.  Remote
- * frees, the periodic sweep and galleon_heap_destroy still bring a page back at
- * once. */
+ * frees, malloc_trim (a sweep with `all`) and galleon_heap_destroy still bring a
+ * page back at once. */
 #define GL_UNFULL_FREE_BLOCKS(page) (((uint32_t)(page)->reserved >> 6) + 1u)
 
 void heap_page_unfull(gl_heap_t *heap, gl_page_t *page) {

@@ -29,16 +29,8 @@ void *realloc_in(gl_heap_t *heap, void *p, size_t size) {
 static void *realloc_checked(gl_heap_t *heap, void *p, size_t size) {
   /* Validated first: a bad or freed pointer is reported even when the size is bad,
    * and before anything is copied. */
-  void *start = p;
-  gl_page_t *page = NULL;
-  /* The common case checked in line, as free's fast path does: a block start of a
-   * small or medium page, not free.  Anything else (a large or aligned block, an
-   * error to report) takes the whole check. */
-  if (segment_map_get((uintptr_t)p) & GL_SEGMAP_PAGES_BIT) {
-    page = segment_page_of(segment_of(p), p);
-    if (!page_is_block_start(page, p, false) || page_block_is_free(page, p)) page = NULL;
-  }
-  if (page == NULL) page = free_check_block(p, "invalid realloc of", true, &start);
+  void *start;
+  gl_page_t *page = free_check_live_block(p, "invalid realloc of", &start);
   if (GL_SECURE) return secure_realloc(heap, p, size, page, start);
   if (size > GL_MAX_ALLOC) {
     errno = ENOMEM;
