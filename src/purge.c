@@ -399,11 +399,20 @@ static void cache_apply(uint64_t now, bool idle) {
   if (now >= unmap) segment_cache_unmap(now - unmap);
 }
 
+/* Live segments grew: cached memory beyond what the demand rule keeps goes now,
+ * whatever its age.  The delay spares memory the program may take again soon; a
+ * program that maps more while cached memory exceeds its recent peak is not taking
+ * that memory (a block that grows by doubling, with an older one's resident tail in
+ * the cache: sqlite's hash tables), and waiting would only add it to the peak. */
 void purge_large_allocated(void) {
   uint64_t now = os_clock_ms();
   pthread_mutex_lock(&cache_policy_lock);
   demand_set(&cache_demand, live_segment_bytes(), now);
   cache_set_limit(now);
+  if (segment_cache_resident_bytes() != 0) {
+    size_t keep = demand_keep(&cache_demand, now, 2 * (size_t)option(&gl_options.retain_bytes));
+    segment_cache_purge(keep, UINT64_MAX, decommit());
+  }
   pthread_mutex_unlock(&cache_policy_lock);
 }
 

@@ -10,7 +10,9 @@
  *     just had and may well take again -- is kept, and at least retain_bytes
  *     (2 x for the cache);
  *   - excess: dirty memory beyond that is purged once it has been dirty for
- *     purge_delay_ms (cached segments: 10 x), oldest first;
+ *     purge_delay_ms (cached segments: 10 x), oldest first -- cached segments at
+ *     once when live segments grow (a large block allocated or grown: the program
+ *     is mapping more rather than taking them back);
  *   - idle: a heap, or the cache, that has seen no page or segment come or go for
  *     purge_idle_ms gives back all of its dirty memory;
  *   - pressure: when the process's cgroup nears its memory limit, or its tasks
@@ -52,7 +54,8 @@ GL_HIDDEN bool purge_queue_is_valid(gl_purge_queue_t *q);
 
 /* ---- Large blocks and the segment cache ---- */
 
-/* A large block was allocated (demand rose) or freed into the cache. */
+/* A large block was allocated or grew (demand rose: cached memory beyond the
+ * rule goes at once), or was freed into the cache. */
 GL_HIDDEN void purge_large_allocated(void);
 GL_HIDDEN void purge_large_freed(void);
 /* Purges and unmaps every cached segment now. */

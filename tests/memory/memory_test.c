@@ -312,6 +312,37 @@ static void test_idle_return(void) {
   munmap(ptrs, n * sizeof(void *));
 }
 
+/* A block that grows by doubling (realloc), after a big block was freed into the
+ * segment cache: the first step takes the head of the cached segment and leaves
+ * its resident tail cached; the growth that follows faults fresh pages in beside
+ * it.  The tail is beyond the recent peak then, and goes at once (purge.c,
+ * purge_large_allocated), not after the cache's delay: RSS grows by the block,
+ * not by twice it. */
+static void test_growth_after_cached(void) {
+  const size_t big = 8 * MiB;
+  char *old = malloc(big);
+  CHECK(old != NULL);
+  memset(old, 1, big);
+  size_t rss0 = rss_bytes();
+  free(old); /* cached, resident */
+  size_t n = 128 * 1024;
+  char *p = malloc(n);
+  CHECK(p != NULL);
+  memset(p, 2, n);
+  while (n < big) {
+    p = realloc(p, 2 * n);
+    CHECK(p != NULL);
+    memset(p + n, 3, n);
+    n *= 2;
+  }
+  size_t rss1 = rss_bytes();
+  printf("growth after cached: RSS %.1f MiB with an 8 MiB block freed -> %.1f MiB with one grown to 8 MiB\n",
+         mib(rss0), mib(rss1));
+  CHECKF(rss1 <= rss0 + 3 * MiB, "RSS grew by %.1f MiB for a block that took the place of a freed one",
+         mib(rss1 - rss0));
+  free(p);
+}
+
 /* A block freed by its owner is the next one malloc hands out in its size, while
  * its lines are still in cache -- once the page's freshly carved, zeroed list is
  * used up (frees do not mix into a list calloc trusts to be zero).  Fails when
@@ -389,6 +420,8 @@ int main(void) {
   /* Warm up: the first allocations map metadata and the first segments. */
   for (int i = 0; i < 1000; i++) free(malloc((size_t)(i % 100) + 1));
 
+  /* First: it needs a recent peak that is its own (the demand window). */
+  test_growth_after_cached();
   test_small_blocks_returned();
   test_large_returned();
   test_large_purged_cached();
