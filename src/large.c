@@ -162,7 +162,7 @@ static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size) {
     gl_segment_t *moved = segment_resize(seg, target > needed ? target : needed);
     if (moved != NULL) {
       large_counters_resized(moved, mapped, usable);
-      purge_large_allocated();
+      purge_large_grown();
       return (uint8_t *)moved + moved->large_offset;
     }
   }

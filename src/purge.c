@@ -399,12 +399,23 @@ static void cache_apply(uint64_t now, bool idle) {
   if (now >= unmap) segment_cache_unmap(now - unmap);
 }
 
-/* Live segments grew: cached memory beyond what the demand rule keeps goes now,
- * whatever its age.  The delay spares memory the program may take again soon; a
- * program that maps more while cached memory exceeds its recent peak is not taking
- * that memory (a block that grows by doubling, with an older one's resident tail in
- * the cache: sqlite's hash tables), and waiting would only add it to the peak. */
 void purge_large_allocated(void) {
+  uint64_t now = os_clock_ms();
+  pthread_mutex_lock(&cache_policy_lock);
+  demand_set(&cache_demand, live_segment_bytes(), now);
+  cache_set_limit(now);
+  pthread_mutex_unlock(&cache_policy_lock);
+}
+
+/* A large block grew in place or moved bigger: cached memory beyond what the
+ * demand rule keeps goes now, whatever its age.  The delay spares memory the
+ * program may take again soon; a block that grows (by doubling: sqlite's hash
+ * tables) while an older block's resident tail sits in the cache is not taking
+ * that memory back -- it faults fresh pages in beside it -- and waiting would only
+ * add the tail to the peak.  (A new block is different: it comes from the cache
+ * when one fits, and purging on every miss cost `aligned`, whose over-aligned
+ * blocks only take exact fits, 4.5% in time and 6% in faults.) */
+void purge_large_grown(void) {
   uint64_t now = os_clock_ms();
   pthread_mutex_lock(&cache_policy_lock);
   demand_set(&cache_demand, live_segment_bytes(), now);

@@ -11,8 +11,8 @@
  *     (2 x for the cache);
  *   - excess: dirty memory beyond that is purged once it has been dirty for
  *     purge_delay_ms (cached segments: 10 x), oldest first -- cached segments at
- *     once when live segments grow (a large block allocated or grown: the program
- *     is mapping more rather than taking them back);
+ *     once when a large block grows (the program maps more beside them rather
+ *     than taking them back);
  *   - idle: a heap, or the cache, that has seen no page or segment come or go for
  *     purge_idle_ms gives back all of its dirty memory;
  *   - pressure: when the process's cgroup nears its memory limit, or its tasks
@@ -54,9 +54,10 @@ GL_HIDDEN bool purge_queue_is_valid(gl_purge_queue_t *q);
 
 /* ---- Large blocks and the segment cache ---- */
 
-/* A large block was allocated or grew (demand rose: cached memory beyond the
- * rule goes at once), or was freed into the cache. */
+/* A large block was allocated (demand rose), grew (demand rose: cached memory
+ * beyond the rule goes at once), or was freed into the cache. */
 GL_HIDDEN void purge_large_allocated(void);
+GL_HIDDEN void purge_large_grown(void);
 GL_HIDDEN void purge_large_freed(void);
 /* Purges and unmaps every cached segment now. */
 GL_HIDDEN void purge_cache_all(void);
