@@ -399,28 +399,33 @@ static void cache_apply(uint64_t now, bool idle) {
   if (now >= unmap) segment_cache_unmap(now - unmap);
 }
 
-/* Demand rose: a large block was allocated, or grew (trim_now).  A block that
- * grows (by doubling: sqlite's hash tables) while an older block's resident tail
- * sits in the cache is not taking that memory back -- it faults fresh pages in
- * beside it -- so cached memory beyond what the demand rule keeps goes at once,
- * whatever its age: waiting out the delay would only add the tail to the peak.  (A
- * new block is different: it comes from the cache when one fits, and purging on
- * every miss cost `aligned`, whose over-aligned blocks only take exact fits, 4.5%
- * in time and 6% in faults.) */
-static void large_demand_rose(bool trim_now) {
+void purge_large_allocated(void) {
   uint64_t now = os_clock_ms();
   pthread_mutex_lock(&cache_policy_lock);
   demand_set(&cache_demand, live_segment_bytes(), now);
   cache_set_limit(now);
-  if (trim_now && segment_cache_resident_bytes() != 0) {
+  pthread_mutex_unlock(&cache_policy_lock);
+}
+
+/* A large block grew in place or moved bigger: cached memory beyond what the
+ * demand rule keeps goes now, whatever its age.  The delay spares memory the
+ * program may take again soon; a block that grows (by doubling: sqlite's hash
+ * tables) while an older block's resident tail sits in the cache is not taking
+ * that memory back -- it faults fresh pages in beside it -- and waiting would only
+ * add the tail to the peak.  (A new block is different: it comes from the cache
+ * when one fits, and purging on every miss cost `aligned`, whose over-aligned
+ * blocks only take exact fits, 4.5% in time and 6% in faults.) */
+void purge_large_grown(void) {
+  uint64_t now = os_clock_ms();
+  pthread_mutex_lock(&cache_policy_lock);
+  demand_set(&cache_demand, live_segment_bytes(), now);
+  cache_set_limit(now);
+  if (segment_cache_resident_bytes() != 0) {
     size_t keep = demand_keep(&cache_demand, now, 2 * (size_t)option(&gl_options.retain_bytes));
     segment_cache_purge(keep, UINT64_MAX, decommit());
   }
   pthread_mutex_unlock(&cache_policy_lock);
 }
-
-void purge_large_allocated(void) { large_demand_rose(false); }
-void purge_large_grown(void) { large_demand_rose(true); }
 
 void purge_large_freed(void) {
   uint64_t now = os_clock_ms();
