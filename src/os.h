@@ -34,10 +34,19 @@ GL_HIDDEN void *os_reserve_aligned(size_t size, size_t alignment);
 GL_HIDDEN bool os_commit(void *addr, size_t size);
 GL_HIDDEN void os_unmap(void *addr, size_t size);
 /* Gives the memory of a mapped range back; the range stays mapped.  decommit:
- * MADV_DONTNEED, the memory reads as zero afterwards (returns true); else
- * MADV_FREE where the kernel has it (returns false: contents unknown until
- * reclaimed).  Counted in gl_counters.purges / purged_bytes. */
+ * MADV_DONTNEED, the memory reads as zero afterwards (returns true; false when
+ * the kernel refused, as for locked pages); else MADV_FREE where the kernel has it
+ * (returns false: contents unknown until reclaimed).  Counted in gl_counters.purges / purged_bytes. */
 GL_HIDDEN bool os_purge(void *addr, size_t size, bool decommit);
+/* Empties a range's pages without counting it as a purge: they read as zero
+ * afterwards (MADV_DONTNEED).  False when the kernel refused (locked pages), which
+ * then keep their contents. */
+GL_HIDDEN bool os_discard(void *addr, size_t size);
+/* Which of the `count` OS pages from addr (page-aligned) are resident: bit 0 of
+ * resident[i] (mincore).  A page not resident is one never touched or emptied
+ * (reads as zero) -- or swapped out, holding data.  False if the kernel does not
+ * say. */
+GL_HIDDEN bool os_resident(void *addr, size_t count, uint8_t *resident);
 /* Asks for transparent huge pages on a range (MADV_HUGEPAGE); false if refused. */
 GL_HIDDEN bool os_advise_huge(void *addr, size_t size);
 /* mremap: grows or shrinks a mapping where it is (false if the space after it is

@@ -131,17 +131,32 @@ bool os_purge(void *addr, size_t size, bool decommit) {
   if (size == 0) return true;
   int saved = errno;
   bool zero = true;
+  /* DONTNEED fails on locked pages (mlock, mlockall): they keep their contents. */
   if (decommit) {
-    madvise(addr, size, MADV_DONTNEED);
+    zero = madvise(addr, size, MADV_DONTNEED) == 0;
   } else if (madvise(addr, size, MADV_FREE) == 0) {
     zero = false;
   } else {
-    madvise(addr, size, MADV_DONTNEED);
+    zero = madvise(addr, size, MADV_DONTNEED) == 0;
   }
   errno = saved;
   gl_counter_add(&gl_counters.purges, 1);
   gl_counter_add(&gl_counters.purged_bytes, size);
   return zero;
+}
+
+bool os_discard(void *addr, size_t size) {
+  int saved = errno;
+  bool done = madvise(addr, size, MADV_DONTNEED) == 0;
+  errno = saved;
+  return done;
+}
+
+bool os_resident(void *addr, size_t count, uint8_t *resident) {
+  int saved = errno;
+  bool done = mincore(addr, count * os_page_size(), resident) == 0;
+  errno = saved;
+  return done;
 }
 
 bool os_advise_huge(void *addr, size_t size) {

@@ -76,11 +76,15 @@
  *                       back as small and large segments written whole
  *   usable_size         malloc_usable_size is the requested size, and the canary
  *                       lies right after it
+ *   large_reused        a 64 MiB block in a reused segment holds none of the last
+ *                       block's data (pattern or zero), and getting it does not
+ *                       touch the pages the last block never used (few faults)
  *
  * Output in the children goes through write(2): stdio would allocate. */
 #define _GNU_SOURCE 1
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 
 #include "../test_util.h"
 
@@ -711,6 +715,38 @@ static void medium_churn(void *arg) {
   _exit(0);
 }
 
+static void large_reused(void *arg) {
+  const size_t n = 64 * MiB;
+  struct rusage ru;
+  malloc_trim(0); /* no resident segment cached */
+  SETUP(getrusage(RUSAGE_SELF, &ru) == 0);
+  long f0 = ru.ru_minflt;
+  for (int round = 0; round < 10; round++) {
+    unsigned char *p = opaque(malloc(n));
+    SETUP(p != NULL);
+    int bad = 0;
+    if (!holds_only(p, 64 * KiB, &bad)) {
+      say("round %d: byte %d of a reused 64 MiB block is %#x: earlier data", round, bad, p[bad]);
+      _exit(1);
+    }
+    for (size_t i = 64 * KiB; i < n; i += MiB) {
+      if (!holds_only(p + i, 16, &bad)) {
+        say("round %d: byte %zu of a reused 64 MiB block is %#x: earlier data", round, i + (size_t)bad, p[i + (size_t)bad]);
+        _exit(1);
+      }
+    }
+    memset(p, 'S', 64 * KiB);
+    for (size_t i = 64 * KiB; i < n; i += MiB) memset(p + i, 'S', 16);
+    free(p);
+  }
+  SETUP(getrusage(RUSAGE_SELF, &ru) == 0);
+  if (ru.ru_minflt - f0 > (long)(n / 4096 / 4)) {
+    say("10 rounds of a 64 MiB block, 64 KiB and 64 pages of it used, faulted %ld pages", ru.ru_minflt - f0);
+    _exit(1);
+  }
+  _exit(0);
+}
+
 static void usable_size(void *arg) {
   for (size_t size = 0; size < 70000; size += 7) {
     unsigned char *p = malloc(size);
@@ -877,6 +913,7 @@ int main(void) {
   expect_signal("medium_guard", medium_guard, SIGSEGV);
   expect_exit0("medium_churn", medium_churn);
   expect_exit0("usable_size", usable_size);
+  expect_exit0("large_reused", large_reused);
   printf("security: %s\n", failures ? "FAILED" : "ok");
   return failures != 0;
 }
