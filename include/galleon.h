@@ -162,6 +162,7 @@ typedef struct galleon_stats_s {
   size_t purged_bytes;    /* bytes returned by them */
   size_t mmap_calls;      /* mappings made */
   size_t munmap_calls;    /* mappings released */
+  size_t mremap_calls;    /* mappings resized or moved (mremap) */
 } galleon_stats_t;
 
 /* Fill *out with a snapshot of the whole process (all threads). */

@@ -170,6 +170,7 @@ bool os_resize_in_place(void *addr, size_t old_size, size_t new_size) {
   int saved = errno;
   void *p = mremap(addr, old_size, new_size, 0);
   errno = saved;
+  gl_counter_add(&gl_counters.mremap_calls, 1);
   return p == addr;
 }
 
@@ -177,6 +178,7 @@ bool os_move(void *addr, size_t old_size, size_t new_size, void *target) {
   int saved = errno;
   void *p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   errno = saved;
+  gl_counter_add(&gl_counters.mremap_calls, 1);
   return p == target;
 }
 

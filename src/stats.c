@@ -255,6 +255,7 @@ void galleon_stats_get(galleon_stats_t *out) {
   out->purged_bytes = gl_counter_get(&gl_counters.purged_bytes);
   out->mmap_calls = gl_counter_get(&gl_counters.mmap_calls);
   out->munmap_calls = gl_counter_get(&gl_counters.munmap_calls);
+  out->mremap_calls = gl_counter_get(&gl_counters.mremap_calls);
 }
 
 static struct galleon_mallinfo mallinfo_of(const totals_t *t) {
@@ -316,7 +317,8 @@ void galleon_stats_print(int fd, int json) {
   put_field(&o, "purges", s.purges, json, false);
   put_field(&o, "purged_bytes", s.purged_bytes, json, false);
   put_field(&o, "mmap_calls", s.mmap_calls, json, false);
-  put_field(&o, "munmap_calls", s.munmap_calls, json, true);
+  put_field(&o, "munmap_calls", s.munmap_calls, json, false);
+  put_field(&o, "mremap_calls", s.mremap_calls, json, true);
   if (json) put(&o, "}\n");
   out_flush(&o);
 }

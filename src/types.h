@@ -347,7 +347,7 @@ typedef struct gl_heap_s {
 /* ---- Process-wide counters (relaxed atomics; cold paths only) ---- */
 typedef struct gl_counters_s {
   _Atomic(size_t) mapped, mapped_peak;
-  _Atomic(size_t) purges, purged_bytes, mmap_calls, munmap_calls;
+  _Atomic(size_t) purges, purged_bytes, mmap_calls, munmap_calls, mremap_calls;
   _Atomic(size_t) large_blocks, large_bytes, large_in_use_bytes;
   _Atomic(size_t) large_blocks_peak, large_bytes_peak; /* most ever alive at once */
   _Atomic(size_t) segments, segments_cached, heaps, heaps_abandoned;

@@ -29,7 +29,7 @@
 typedef struct galleon_stats_s {
   size_t mapped, mapped_peak, committed, in_use, segments, segments_cached,
       large_blocks, heaps, heaps_abandoned, purges, purged_bytes, mmap_calls,
-      munmap_calls;
+      munmap_calls, mremap_calls;
 } galleon_stats_t;
 #endif
 
@@ -155,7 +155,7 @@ static const struct {
     STAT_FIELD(in_use),          STAT_FIELD(segments),     STAT_FIELD(segments_cached),
     STAT_FIELD(large_blocks),    STAT_FIELD(heaps),        STAT_FIELD(heaps_abandoned),
     STAT_FIELD(purges),          STAT_FIELD(purged_bytes), STAT_FIELD(mmap_calls),
-    STAT_FIELD(munmap_calls)};
+    STAT_FIELD(munmap_calls),    STAT_FIELD(mremap_calls)};
 #define STAT_COUNT (sizeof stat_fields / sizeof stat_fields[0])
 /* The table names every field (they are all size_t). */
 _Static_assert(sizeof(galleon_stats_t) == STAT_COUNT * sizeof(size_t),
