@@ -396,6 +396,7 @@ static gl_segment_t *cache_take_exact(size_t size, bool *is_zero) {
 static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_zero, bool fit_only) {
   cache_node_t *fit = NULL, *split = NULL, *taken[CACHE_PIECES];
   size_t resident = 0, most = size + size / 2 + ((size_t)1 << 20);
+  if (fit_only && most > 2 * size) most = 2 * size; /* taken as it is: not shrunk (segment_large_alloc) */
   unsigned count = 0;
   *is_zero = false;
   pthread_mutex_lock(&cache_lock);
@@ -892,7 +893,7 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
     /* An over-aligned block takes only a segment that fits as it is: sizes and
      * alignments that vary would otherwise split and move cached segments (an
      * mremap, a TLB shootdown each) more often than they save a mapping. */
-    unsigned count = cache_take_large(needed, pieces, is_zero, offset != GL_LARGE_OFFSET);
+    unsigned count = cache_take_large(needed, pieces, is_zero, offset != GL_LARGE_OFFSET || needed < GL_SEGMENT_SIZE);
     if (count > 1) {
       seg = segment_assemble(pieces, count, needed);
       *is_zero = false;
