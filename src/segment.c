@@ -892,8 +892,17 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
     gl_segment_t *pieces[CACHE_PIECES];
     /* An over-aligned block takes only a segment that fits as it is: sizes and
      * alignments that vary would otherwise split and move cached segments (an
-     * mremap, a TLB shootdown each) more often than they save a mapping. */
-    unsigned count = cache_take_large(needed, pieces, is_zero, offset != GL_LARGE_OFFSET || needed < GL_SEGMENT_SIZE);
+     * mremap, a TLB shootdown each) more often than they save a mapping.  So does
+     * a block under a segment's size while more than one thread heap lives: a
+     * shrink or move then interrupts every CPU running the process to flush its
+     * TLB, which costs more than the faults it saves on a block of that size (a
+     * thread handing blocks of 64 KiB - 1 MiB to another made 1.3 remaps a block
+     * and ran 3x slower).  Alone, a remap is a local flush, and assembling freed
+     * pieces keeps a program that doubles its tables from faulting fresh pages
+     * beside them (Python: 2.4 MB more at peak without it). */
+    bool fit_only = offset != GL_LARGE_OFFSET ||
+                    (needed < GL_SEGMENT_SIZE && gl_counter_get(&gl_counters.heaps) > 1);
+    unsigned count = cache_take_large(needed, pieces, is_zero, fit_only);
     if (count > 1) {
       seg = segment_assemble(pieces, count, needed);
       *is_zero = false;
