@@ -81,7 +81,8 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
     return NULL;
   }
   bool is_zero = false;
-  gl_segment_t *seg = segment_large_alloc(size + large_guard_room(), alignment, &is_zero);
+  bool from_cache = false;
+  gl_segment_t *seg = segment_large_alloc(size + large_guard_room(), alignment, &is_zero, &from_cache);
   if (seg == NULL) {
     errno = ENOMEM;
     return NULL;
@@ -94,7 +95,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   gl_counter_add_peak(&gl_counters.large_blocks, 1, &gl_counters.large_blocks_peak);
   gl_counter_add_peak(&gl_counters.large_bytes, seg->mapped_size, &gl_counters.large_bytes_peak);
   gl_counter_add(&gl_counters.large_in_use_bytes, seg->large_usable);
-  purge_large_allocated();
+  purge_large_allocated(size, from_cache);
   return block;
 }
 
@@ -140,7 +141,7 @@ void large_free(gl_segment_t *seg, void *p) {
   gl_counter_sub(&gl_counters.large_bytes, seg->mapped_size);
   gl_counter_sub(&gl_counters.large_in_use_bytes, seg->large_usable);
   large_guard_lift(seg);
-  segment_large_free(seg);
+  segment_large_free(seg, purge_large_keep_resident(seg->mapped_size));
   purge_large_freed();
 }
 

@@ -13,6 +13,9 @@
  *     purge_delay_ms (cached segments: 10 x), oldest first -- cached segments at
  *     once when a large block grows (the program maps more beside them rather
  *     than taking them back);
+ *   - huge blocks: a freed block of 32 MiB or more is purged as it goes into the
+ *     cache, unless a block that big came from the cache within purge_window_ms
+ *     (the program frees and takes back blocks of that size);
  *   - idle: a heap, or the cache, that has seen no page or segment come or go for
  *     purge_idle_ms gives back all of its dirty memory;
  *   - pressure: when the process's cgroup nears its memory limit, or its tasks
@@ -54,10 +57,14 @@ GL_HIDDEN bool purge_queue_is_valid(gl_purge_queue_t *q);
 
 /* ---- Large blocks and the segment cache ---- */
 
-/* A large block was allocated (demand rose), grew (demand rose: cached memory
- * beyond the rule goes at once), or was freed into the cache. */
-GL_HIDDEN void purge_large_allocated(void);
+/* A large block of `size` bytes was allocated (demand rose; from_cache: a cached
+ * segment served it), grew (demand rose: cached memory beyond the rule goes at
+ * once), or was freed into the cache. */
+GL_HIDDEN void purge_large_allocated(size_t size, bool from_cache);
 GL_HIDDEN void purge_large_grown(void);
+/* Whether the segment of a large block being freed, `size` bytes, goes into the
+ * cache resident (else purged: the huge-block rule above). */
+GL_HIDDEN bool purge_large_keep_resident(size_t size);
 GL_HIDDEN void purge_large_freed(void);
 /* Purges and unmaps every cached segment now. */
 GL_HIDDEN void purge_cache_all(void);

@@ -877,7 +877,7 @@ static gl_segment_t *segment_assemble(gl_segment_t **pieces, unsigned count, siz
   return seg;
 }
 
-gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) {
+gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero, bool *from_cache) {
   size_t page = os_page_size();
   size_t offset = GL_LARGE_OFFSET;
   if (alignment > offset) offset = alignment < GL_SEGMENT_SIZE ? alignment : GL_SEGMENT_SIZE;
@@ -886,6 +886,7 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
   size_t needed = gl_align_up(offset + size, page);
   gl_segment_t *seg = NULL;
   *is_zero = false;
+  *from_cache = false;
   /* Cached segments start at a GL_SEGMENT_SIZE boundary, so one serves any
    * alignment up to that with the block `offset` into it. */
   if (alignment <= GL_SEGMENT_SIZE) {
@@ -903,6 +904,11 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
     bool fit_only = offset != GL_LARGE_OFFSET ||
                     (needed < GL_SEGMENT_SIZE && gl_counter_get(&gl_counters.heaps) > 1);
     unsigned count = cache_take_large(needed, pieces, is_zero, fit_only);
+    size_t taken = 0;
+    for (unsigned i = 0; i < count; i++) taken += pieces[i]->mapped_size;
+    /* Most of it: a few small pieces assembled into a big block are not the
+     * program taking a big block back (purge.c, huge blocks). */
+    *from_cache = taken >= needed / 2;
     if (count > 1) {
       seg = segment_assemble(pieces, count, needed);
       *is_zero = false;
@@ -965,10 +971,13 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero) 
  * its mapping, so the cache can give it to any later block aligned up to
  * GL_SEGMENT_SIZE (segment_large_alloc).  Blocks aligned beyond that are never
  * served from the cache: theirs are unmapped rather than left to sit there. */
-void segment_large_free(gl_segment_t *seg) {
+void segment_large_free(gl_segment_t *seg, bool resident) {
   if (seg->large_alignment > GL_SEGMENT_SIZE) {
     segment_unmap(seg);
     return;
   }
-  cache_put(seg, true);
+  /* All but the header page, which cache_put purges with its own. */
+  size_t page = os_page_size();
+  if (!resident) resident = !os_purge((uint8_t *)seg + page, seg->mapped_size - page, true);
+  cache_put(seg, resident);
 }

@@ -81,10 +81,12 @@ GL_HIDDEN bool segment_is_valid(const gl_segment_t *seg);
 /* ---- Large segments: one block each, owned by no heap ---- */
 
 /* A segment for a block of `size` bytes aligned to `alignment` (a power of two,
- * at most GL_MAX_ALIGN); reuses a cached one when it can. */
-GL_HIDDEN gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero);
-/* A large segment whose block was freed: to the cache, or unmapped. */
-GL_HIDDEN void segment_large_free(gl_segment_t *seg);
+ * at most GL_MAX_ALIGN); reuses cached ones when it can (*from_cache: they made
+ * half of it or more). */
+GL_HIDDEN gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero, bool *from_cache);
+/* A large segment whose block was freed: to the cache (resident, or purged first),
+ * or unmapped. */
+GL_HIDDEN void segment_large_free(gl_segment_t *seg, bool resident);
 /* Resizes the mapping with mremap (contents never copied); the segment's new
  * address, or NULL with the segment as it was. */
 GL_HIDDEN gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size);

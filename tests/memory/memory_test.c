@@ -327,6 +327,41 @@ static void test_large_varied_reuse(void) {
   close(done[1]);
 }
 
+/* 4c. A huge block (32 MiB or more) freed once goes back at once: Python reading a
+ * big file frees each conversion buffer as the next one fills, and keeping the
+ * freed one resident raised its peak by a quarter.  Huge blocks the program frees
+ * and takes back stay resident after the first round. */
+static void test_huge_blocks(void) {
+  const size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+  /* No huge block taken from the cache in the window before this test. */
+  CHECK(galleon_option_set("purge_window_ms", 300) == 0);
+  usleep(350 * 1000);
+  char *a = malloc(48 * MiB), *b = malloc(96 * MiB);
+  CHECK(a != NULL && b != NULL);
+  memset(a, 1, 48 * MiB);
+  memset(b, 2, 4 * MiB);
+  size_t r0 = rss_bytes();
+  free(a);
+  size_t r1 = rss_bytes();
+  printf("huge blocks: freeing a 48 MiB block, RSS %.1f -> %.1f MiB\n", mib(r0), mib(r1));
+  CHECKF(r1 + 40 * MiB < r0, "a 48 MiB block freed once stayed resident (RSS %.1f -> %.1f MiB)", mib(r0), mib(r1));
+  free(b);
+  long faults[4];
+  for (int round = 0; round < 4; round++) {
+    long f0 = minor_faults();
+    char *p = malloc(64 * MiB);
+    CHECK(p != NULL);
+    memset(p, 3, 64 * MiB);
+    free(p);
+    faults[round] = minor_faults() - f0;
+  }
+  printf("huge blocks: 64 MiB allocated, filled and freed 4 times: %ld, %ld, %ld, %ld page faults\n", faults[0],
+         faults[1], faults[2], faults[3]);
+  CHECKF(faults[2] + faults[3] < (long)(64 * MiB / ps / 5), "64 MiB blocks freed and taken back faulted %ld + %ld pages",
+         faults[2], faults[3]);
+  CHECK(galleon_option_set("purge_window_ms", 1000) == 0);
+}
+
 /* 5. Memory the program is about to reuse stays resident: a working set freed and
  * at once allocated again (small blocks, then a large block the program zero-fills
  * itself) costs few page faults -- the recent demand says it will be reused.  With
@@ -522,6 +557,7 @@ int main(void) {
   test_calloc_lazy();
   test_calloc_reused();
   test_large_varied_reuse();
+  test_huge_blocks();
   test_reuse_stays_resident();
   test_idle_return();
   test_warm_reuse();
