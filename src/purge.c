@@ -533,7 +533,11 @@ static bool purge_round(uint64_t now) {
 static void *purger_main(void *arg) {
   (void)arg;
   for (;;) {
-    bool pending = purge_round(os_clock_ms());
+    /* Under pressure it keeps its ticks even with nothing to purge: only its rounds
+     * read the cgroup files, and every thread's rules act on the flag they leave
+     * (a deadline-less sleep kept pressure on long after it ended, and the next
+     * frees were purged at once). */
+    bool pending = purge_round(os_clock_ms()) || pressure_active();
     os_event_lock(&purger_event);
     if (!pending) {
       /* Announce the deadline-less sleep, then look once more: memory queued by a
@@ -542,7 +546,7 @@ static void *purger_main(void *arg) {
       atomic_store_explicit(&purger_sleeping, 1, memory_order_relaxed);
       purger_fence();
       os_event_unlock(&purger_event);
-      pending = purge_round(os_clock_ms());
+      pending = purge_round(os_clock_ms()) || pressure_active();
       os_event_lock(&purger_event);
       if (!pending) os_event_wait(&purger_event, UINT64_MAX);
       atomic_store_explicit(&purger_sleeping, 0, memory_order_relaxed);
