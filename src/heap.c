@@ -429,6 +429,39 @@ static uint64_t next_key(gl_heap_t *heap) {
   return (x * 0x2545F4914F6CDD1Dull) | 1;
 }
 
+/* A new page for class cls is about to be taken.  When the heap has no resident
+ * free page for it (none queued dirty), an empty page kept for another class of the
+ * same kind (heap_page_emptied) is taken over instead: set up again for cls where it
+ * is, its memory resident, no trip through the segment.  A program that works
+ * through its sizes one after another -- a batch of 16-byte blocks, freed, then of
+ * 32, ... (glibc's bench-malloc-simple) -- otherwise kept every finished size's
+ * pages and faulted fresh memory in for each next one: its faults were the sum of
+ * the sizes' footprints, not the largest.  Looks at most KEPT_SCAN pages of each
+ * other queue: this path runs once per new page. */
+#define KEPT_SCAN 4
+static gl_page_t *heap_take_kept(gl_heap_t *heap, unsigned cls) {
+  if (heap->kept_bytes == 0 || __atomic_load_n(&heap->purge.dirty_bytes, __ATOMIC_RELAXED) != 0 ||
+      __atomic_load_n(&heap->first_class, __ATOMIC_RELAXED))
+    return NULL;
+  bool small = sizeclass_kind(cls) == GL_KIND_SMALL;
+  unsigned first = small ? 1 : GL_CLASS_SMALL_LAST + 1, last = small ? GL_CLASS_SMALL_LAST : GL_CLASS_LAST;
+  for (unsigned c = first; c <= last; c++) {
+    if (c == cls) continue;
+    unsigned seen = 0;
+    for (gl_page_t *page = queue_first(heap, c); page != NULL && seen < KEPT_SCAN;
+         page = list_page(page->link.next), seen++) {
+      if (!page->kept_empty || page->used != 0 ||
+          (atomic_load_explicit(&page->thread_free, memory_order_acquire) & GL_TF_STATE) == GL_TF_NOTIFIED)
+        continue;
+      kept_clear(heap, page);
+      if (gl_unlikely(__atomic_load_n(&profile_sampling, __ATOMIC_RELAXED))) sample_refund(heap, page);
+      class_queue_remove(heap, page);
+      return page;
+    }
+  }
+  return NULL;
+}
+
 /* The page to allocate a block of class cls from: the first of its queue with a
  * free block (gathering frees, moving exhausted pages to the full list on the way),
  * else a new page. */
@@ -462,7 +495,8 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
     if (page->free != NULL) return page;
   }
   bool is_zero = false;
-  page = purge_page_alloc(&heap->purge, heap, sizeclass_kind(cls), &is_zero);
+  page = heap_take_kept(heap, cls);
+  if (page == NULL) page = purge_page_alloc(&heap->purge, heap, sizeclass_kind(cls), &is_zero);
   if (page == NULL) return NULL;
   page_init(page, heap, (uint8_t)cls, is_zero, next_key(heap));
   page_extend(page);

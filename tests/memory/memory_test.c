@@ -529,6 +529,42 @@ static void *full_page_reuse_thread(void *arg) {
   return NULL;
 }
 
+/* A thread that works through its sizes one after another -- 400 blocks of 16
+ * bytes, freed, then of 32, ... up to 1 KiB (glibc's bench-malloc-simple) -- takes
+ * the pages it kept for the sizes it finished rather than fresh memory: its page
+ * faults follow the largest size's footprint (400 KiB), not their sum (813 KiB). */
+static void *sizes_in_turn_thread(void *arg) {
+  static void *blocks[400];
+  long *faults = arg;
+  struct rusage ru;
+  CHECK(getrusage(RUSAGE_THREAD, &ru) == 0);
+  long f0 = ru.ru_minflt;
+  for (size_t size = 16; size <= 1024; size *= 2) {
+    for (int round = 0; round < 3; round++) {
+      for (int i = 0; i < 400; i++) {
+        blocks[i] = malloc(size);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], 1, size);
+      }
+      for (int i = 0; i < 400; i++) free(blocks[i]);
+    }
+  }
+  CHECK(getrusage(RUSAGE_THREAD, &ru) == 0);
+  *faults = ru.ru_minflt - f0;
+  return NULL;
+}
+
+static void test_sizes_in_turn(void) {
+  long faults = 0;
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, sizes_in_turn_thread, &faults) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+  long ps = sysconf(_SC_PAGESIZE);
+  printf("sizes in turn, 400 blocks of 16 B .. 1 KiB each: %ld page faults (footprints: largest %ld, sum %ld pages)\n",
+         faults, 400 * 1024 / ps, 400 * 2032 / ps);
+  CHECKF(faults < 400 * 1024 / ps + 50, "working through sizes faulted %ld pages", faults);
+}
+
 static void test_warm_reuse(void) {
   pthread_t f;
   CHECK(pthread_create(&f, NULL, full_page_reuse_thread, NULL) == 0);
@@ -551,6 +587,9 @@ int main(void) {
 
   /* First: it needs a recent peak that is its own (the demand window). */
   test_growth_after_cached();
+  /* Before the other tests leave heaps of exited threads behind: its thread needs a
+   * heap of its own. */
+  test_sizes_in_turn();
   test_small_blocks_returned();
   test_large_returned();
   test_large_purged_cached();
