@@ -184,11 +184,12 @@ static void heap_process_notified(gl_heap_t *heap) {
   }
 }
 
-/* Gives an empty page back to its segment (purge.h decides when its memory goes),
- * unless a remote free notification still points at it. */
 static void sample_refund(gl_heap_t *heap, gl_page_t *page);
 
-static bool heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
+/* Takes an empty page off the heap's lists (its queue or the full list), its kept
+ * and profiler state undone, unless a remote free notification still points at it
+ * (false).  The caller gives it back to its segment or sets it up again. */
+static bool heap_page_unlist(gl_heap_t *heap, gl_page_t *page) {
   if (page->used != 0) return false;
   if ((atomic_load_explicit(&page->thread_free, memory_order_acquire) & GL_TF_STATE) == GL_TF_NOTIFIED)
     return false; /* pinned until popped from heap->notified */
@@ -201,6 +202,13 @@ static bool heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
   } else {
     class_queue_remove(heap, page);
   }
+  return true;
+}
+
+/* Gives an empty page back to its segment (purge.h decides when its memory goes),
+ * unless a remote free notification still points at it. */
+static bool heap_page_retire(gl_heap_t *heap, gl_page_t *page) {
+  if (!heap_page_unlist(heap, page)) return false;
   purge_page_free(&heap->purge, page);
   return true;
 }
@@ -450,13 +458,7 @@ static gl_page_t *heap_take_kept(gl_heap_t *heap, unsigned cls) {
     unsigned seen = 0;
     for (gl_page_t *page = queue_first(heap, c); page != NULL && seen < KEPT_SCAN;
          page = list_page(page->link.next), seen++) {
-      if (!page->kept_empty || page->used != 0 ||
-          (atomic_load_explicit(&page->thread_free, memory_order_acquire) & GL_TF_STATE) == GL_TF_NOTIFIED)
-        continue;
-      kept_clear(heap, page);
-      if (gl_unlikely(__atomic_load_n(&profile_sampling, __ATOMIC_RELAXED))) sample_refund(heap, page);
-      class_queue_remove(heap, page);
-      return page;
+      if (page->kept_empty && heap_page_unlist(heap, page)) return page;
     }
   }
   return NULL;
