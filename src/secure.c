@@ -71,18 +71,33 @@ static GL_COLD void report_write_after_free(const uint8_t *block, const uint8_t 
   gl_fatal("write after free in the block at", block, ": the freed pattern is overwritten at ", at);
 }
 
-/* The pattern over [from, from + len) (len a multiple of 8): whole up to
- * GL_SECURE_CHECK_FULL bytes, then one word every GL_SECURE_CHECK_STRIDE bytes
- * and the last word. */
+/* 16 bytes at a time: two words per load and store, so the check and the fill
+ * below cost half the instructions of a word loop (SSE2, baseline on x86-64; gcc
+ * and clang lower the vector type to plain words elsewhere). */
+typedef uint64_t pair_t __attribute__((vector_size(16)));
+static const pair_t fill_pair = {GL_SECURE_FILL_WORD, GL_SECURE_FILL_WORD};
+
+GL_INLINE pair_t load_pair(const void *at) {
+  pair_t v;
+  memcpy(&v, at, sizeof v);
+  return v;
+}
+
+/* The pattern over [from, from + len) (len a multiple of 16, as block sizes are):
+ * whole up to GL_SECURE_CHECK_FULL bytes, then one word every
+ * GL_SECURE_CHECK_STRIDE bytes and the last word. */
 GL_INLINE void check_pattern(const uint8_t *block, const uint8_t *from, size_t len) {
-  size_t full = len < GL_SECURE_CHECK_FULL ? len : GL_SECURE_CHECK_FULL;
-  uint64_t diff = 0;
-  for (size_t i = 0; i < full; i += 8) diff |= load_word(from + i) ^ GL_SECURE_FILL_WORD;
-  if (gl_unlikely(diff != 0)) report_write_after_free(block, from, full);
+  gl_assert(len % 16 == 0);
+  size_t full = len < GL_SECURE_CHECK_FULL ? len : GL_SECURE_CHECK_FULL, i = 0;
+  pair_t diff = {0, 0};
+  for (; i + 32 <= full; i += 32) diff |= (load_pair(from + i) ^ fill_pair) | (load_pair(from + i + 16) ^ fill_pair);
+  if (i < full) diff |= load_pair(from + i) ^ fill_pair;
+  if (gl_unlikely((diff[0] | diff[1]) != 0)) report_write_after_free(block, from, full);
   if (gl_likely(len <= full)) return;
-  for (size_t i = full; i < len; i += GL_SECURE_CHECK_STRIDE) diff |= load_word(from + i) ^ GL_SECURE_FILL_WORD;
-  diff |= load_word(from + len - 8) ^ GL_SECURE_FILL_WORD;
-  if (gl_unlikely(diff != 0)) report_write_after_free(block, from, len);
+  uint64_t sparse = 0;
+  for (i = full; i < len; i += GL_SECURE_CHECK_STRIDE) sparse |= load_word(from + i) ^ GL_SECURE_FILL_WORD;
+  sparse |= load_word(from + len - 8) ^ GL_SECURE_FILL_WORD;
+  if (gl_unlikely(sparse != 0)) report_write_after_free(block, from, len);
 }
 
 /* The canary after `size` bytes at p, and for a page's block the size word. */
@@ -150,18 +165,18 @@ static void *block_ready(uint8_t *p, size_t size, bool zero) {
  * stays below its size word): small ones inline. */
 GL_INLINE void fill_words(uint8_t *at, size_t n) {
   if (n <= 256) {
-    /* 16-byte stores, the last one ending at n (n >= 8; the block holds 16 at
-     * least); the empty asm keeps gcc from making this `rep stos`, whose start-up
-     * costs more than the few stores. */
-    typedef uint64_t pair_t __attribute__((vector_size(16)));
-    const pair_t fill = {GL_SECURE_FILL_WORD, GL_SECURE_FILL_WORD};
+    /* 32 bytes a round, the last 16-byte store ending at n (n >= 8; the block
+     * holds 16 at least); the empty asm keeps gcc from making this `rep stos`,
+     * whose start-up costs more than the few stores. */
     if (n < 16) n = 16;
     size_t i = 0;
-    for (; i + 16 < n; i += 16) {
-      memcpy(at + i, &fill, 16);
+    for (; i + 32 < n; i += 32) {
+      memcpy(at + i, &fill_pair, 16);
+      memcpy(at + i + 16, &fill_pair, 16);
       __asm__("" : "+r"(i));
     }
-    memcpy(at + n - 16, &fill, 16);
+    if (i + 16 < n) memcpy(at + i, &fill_pair, 16);
+    memcpy(at + n - 16, &fill_pair, 16);
   } else {
     memset(at, GL_SECURE_FILL, n);
   }
