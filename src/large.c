@@ -202,10 +202,11 @@ static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size) {
   if (stays_large && seg->large_alignment <= GL_LARGE_OFFSET) {
     /* Grow, leaving 1/8 headroom so growth in small steps does not remap each time. */
     size_t target = gl_align_up(needed + needed / 8, page);
-    gl_segment_t *moved = segment_resize(seg, target > needed ? target : needed);
+    bool from_cache;
+    gl_segment_t *moved = segment_grow(seg, target > needed ? target : needed, &from_cache);
     if (moved != NULL) {
       large_counters_resized(moved, mapped, usable);
-      purge_large_grown();
+      purge_large_grown(from_cache);
       return (uint8_t *)moved + moved->large_offset;
     }
   }

@@ -50,8 +50,9 @@ GL_HIDDEN bool os_resident(void *addr, size_t count, uint8_t *resident);
 /* Asks for transparent huge pages on a range (MADV_HUGEPAGE); false if refused. */
 GL_HIDDEN bool os_advise_huge(void *addr, size_t size);
 /* mremap: grows or shrinks a mapping where it is (false if the space after it is
- * taken), or moves its pages onto `target` (a reservation of new_size bytes),
- * never copying contents. */
+ * taken; a range of several mappings grows by a new mapping after it), or moves
+ * its pages onto `target` (a reservation of new_size bytes, or a part of a mapping
+ * of ours, which they replace), never copying contents. */
 GL_HIDDEN bool os_resize_in_place(void *addr, size_t old_size, size_t new_size);
 GL_HIDDEN bool os_move(void *addr, size_t old_size, size_t new_size, void *target);
 

@@ -169,8 +169,21 @@ bool os_advise_huge(void *addr, size_t size) {
 bool os_resize_in_place(void *addr, size_t old_size, size_t new_size) {
   int saved = errno;
   void *p = mremap(addr, old_size, new_size, 0);
-  errno = saved;
+  int error = errno;
   gl_counter_add(&gl_counters.mremap_calls, 1);
+  if (p == MAP_FAILED && error == EFAULT && new_size > old_size) {
+    /* The range is more than one mapping (pages moved in from elsewhere keep
+     * theirs: the kernel does not merge them), which mremap does not grow.  A
+     * mapping of its own right after it does as well, if that space is free.
+     * (Kernels before 4.17 take MAP_FIXED_NOREPLACE as a hint: another address
+     * is undone.) */
+    uint8_t *end = (uint8_t *)addr + old_size;
+    void *more = mmap(end, new_size - old_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (more != MAP_FAILED && more != end) munmap(more, new_size - old_size);
+    p = more == end ? addr : MAP_FAILED;
+  }
+  errno = saved;
   return p == addr;
 }
 

@@ -431,20 +431,20 @@ void purge_large_allocated(size_t size, bool from_cache) {
   pthread_mutex_unlock(&cache_policy_lock);
 }
 
-/* A large block grew in place or moved bigger: cached memory beyond what the
- * demand rule keeps goes now, whatever its age.  The delay spares memory the
- * program may take again soon; a block that grows (by doubling: sqlite's hash
- * tables) while an older block's resident tail sits in the cache is not taking
- * that memory back -- it faults fresh pages in beside it -- and waiting would only
+/* A large block grew in place or moved bigger.  When its new pages came from the
+ * cache (segment_grow), the program is taking cached memory back: the rest waits
+ * for the cache's delay like any other.  When they did not -- fresh pages faulted
+ * in while an older block's resident tail sits in the cache -- cached memory
+ * beyond what the demand rule keeps goes now, whatever its age: waiting would only
  * add the tail to the peak.  (A new block is different: it comes from the cache
  * when one fits, and purging on every miss cost `aligned`, whose over-aligned
  * blocks only take exact fits, 4.5% in time and 6% in faults.) */
-void purge_large_grown(void) {
+void purge_large_grown(bool from_cache) {
   uint64_t now = os_clock_ms();
   pthread_mutex_lock(&cache_policy_lock);
   demand_set(&cache_demand, live_segment_bytes(), now);
   cache_set_limit(now);
-  if (segment_cache_resident_bytes() != 0) {
+  if (!from_cache && segment_cache_resident_bytes() != 0) {
     size_t keep = demand_keep(&cache_demand, now, 2 * (size_t)option(&gl_options.retain_bytes));
     segment_cache_purge(keep, UINT64_MAX, decommit());
   }

@@ -58,10 +58,10 @@ GL_HIDDEN bool purge_queue_is_valid(gl_purge_queue_t *q);
 /* ---- Large blocks and the segment cache ---- */
 
 /* A large block of `size` bytes was allocated (demand rose; from_cache: a cached
- * segment served it), grew (demand rose: cached memory beyond the rule goes at
- * once), or was freed into the cache. */
+ * segment served it), grew (demand rose; unless cached pages served the growth,
+ * cached memory beyond the rule goes at once), or was freed into the cache. */
 GL_HIDDEN void purge_large_allocated(size_t size, bool from_cache);
-GL_HIDDEN void purge_large_grown(void);
+GL_HIDDEN void purge_large_grown(bool from_cache);
 /* Whether the segment of a large block being freed, `size` bytes, goes into the
  * cache resident (else purged: the huge-block rule above). */
 GL_HIDDEN bool purge_large_keep_resident(size_t size);

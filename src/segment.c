@@ -141,7 +141,9 @@ static size_t segment_header_size(unsigned page_count) {
  * for writing) for every one.  Two kinds of entries:
  *  - resident (CACHED_DIRTY): at most segment_cache of them, on cache_dirty, most
  *    recently cached first.  One more purges the oldest (it stays cached, purged);
- *    purge.c's rules purge them earlier (segment_cache_purge).
+ *    purge.c's rules purge them earlier (segment_cache_purge), or only the part of
+ *    one beyond what they keep: its head, after the header page (purged_head),
+ *    while its tail, where a growing block takes pages from (segment_grow), stays.
  *  - purged (CACHED_ZERO, CACHED_LAZY): the whole mapping, header included, was
  *    purged, so it costs address space and no memory; reusing it costs no mmap.
  *    They are on one list per size bucket (four a power of two; a segment of
@@ -161,6 +163,8 @@ typedef struct cache_node_s {
   gl_link_t age;  /* cache_age */
   gl_segment_t *seg;
   size_t size;
+  size_t purged_head;  /* resident entries: bytes purged after the header page */
+  size_t purge_more;   /* in transit: purge this much more of the head, stay resident */
   uint64_t cached_at;
   uint8_t state; /* gl_segment_state_t */
 } cache_node_t;
@@ -212,11 +216,13 @@ static cache_node_t *cache_node_new(void) {
 }
 
 /* Puts an entry on its state's list and at the young end of cache_age (lock held). */
+static size_t node_resident(const cache_node_t *node) { return node->size - node->purged_head; }
+
 static void cache_insert(cache_node_t *node) {
   if (node->state == GL_SEGMENT_CACHED_DIRTY) {
     gl_list_push_front(&cache_dirty, &node->link);
     cache_dirty_count++;
-    cache_bytes_add(&cache_resident_bytes, node->size, true);
+    cache_bytes_add(&cache_resident_bytes, node_resident(node), true);
   } else {
     unsigned b = cache_bucket(node->size);
     gl_list_push_front(&cache_purged[b], &node->link);
@@ -231,7 +237,7 @@ static void cache_remove(cache_node_t *node) {
   if (node->state == GL_SEGMENT_CACHED_DIRTY) {
     gl_list_remove(&cache_dirty, &node->link);
     cache_dirty_count--;
-    cache_bytes_add(&cache_resident_bytes, node->size, false);
+    cache_bytes_add(&cache_resident_bytes, node_resident(node), false);
   } else {
     unsigned b = cache_bucket(node->size);
     gl_list_remove(&cache_purged[b], &node->link);
@@ -320,7 +326,12 @@ static void cache_detach(cache_node_t *node, gl_list_t *detached) {
  * back as purged entries; unmaps what goes over the limit. */
 static void cache_purge_detached(gl_list_t *detached, bool decommit) {
   if (detached->first == NULL) return;
+  size_t page = os_page_size();
   for (cache_node_t *n = cache_node(detached->first); n; n = cache_node(n->link.next)) {
+    if (n->purge_more != 0) { /* part of its head: it stays resident, and mapped */
+      os_purge((uint8_t *)n->seg + page + n->purged_head, n->purge_more, decommit);
+      continue;
+    }
     /* The map forgets it first: nothing reads its header once it is purged.  A
      * resident one is purged whole, one purged but its header by that page. */
     segment_map_set(n->seg, n->size, GL_SEGMAP_NONE);
@@ -337,6 +348,8 @@ static void cache_purge_detached(gl_list_t *detached, bool decommit) {
     cache_transit_bytes -= n->size;
     cache_transit_count--;
     n->cached_at = now; /* the unmap delay counts from here */
+    n->purged_head += n->purge_more;
+    n->purge_more = 0;
     cache_insert(n);
   }
   cache_over_limit(&doomed);
@@ -391,9 +404,13 @@ static gl_segment_t *cache_take_exact(size_t size, bool *is_zero) {
  *   3. resident segments, largest first, that together come closest to `size` (up
  *      to CACHE_PIECES; the caller moves their pages together with mremap);
  *   4. a purged segment that fits.
- * Returns how many segments it took into pieces[] (0: none). */
-/* fit_only: a segment that fits as it is, or none (no split, no assembly). */
-static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_zero, bool fit_only) {
+ * Returns how many segments it took into pieces[] (0: none).
+ *   CACHE_TAKE_FIT: only 1., and "fits" means at most twice as big: the segment is
+ *   taken as it is (no split, no assembly);
+ *   CACHE_TAKE_RESIDENT: 1. to 3. only (a purged segment saves no fault). */
+typedef enum { CACHE_TAKE_ANY, CACHE_TAKE_FIT, CACHE_TAKE_RESIDENT } cache_take_t;
+static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_zero, cache_take_t mode) {
+  bool fit_only = mode == CACHE_TAKE_FIT;
   cache_node_t *fit = NULL, *split = NULL, *taken[CACHE_PIECES];
   size_t resident = 0, most = size + size / 2 + ((size_t)1 << 20);
   if (fit_only && most > 2 * size) most = 2 * size; /* taken as it is: not shrunk (segment_large_alloc) */
@@ -422,7 +439,7 @@ static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_ze
       taken[count++] = largest;
       got += largest->size;
     }
-  } else {
+  } else if (mode == CACHE_TAKE_ANY) {
     cache_node_t *purged = cache_purged_fit(size, most);
     if (purged != NULL) taken[count++] = purged;
   }
@@ -451,6 +468,7 @@ static void cache_put(gl_segment_t *seg, bool dirty) {
   if (node != NULL) {
     node->seg = seg;
     node->size = seg->mapped_size;
+    node->purged_head = node->purge_more = 0;
     node->cached_at = now;
     /* Resident or not, the segment is kept whole: its first page (the header) is
      * resident until it is purged with the rest (below or by purge.c's rules). */
@@ -474,13 +492,32 @@ static void cache_put(gl_segment_t *seg, bool dirty) {
   cache_purge_detached(&detached, __atomic_load_n(&gl_options.purge_decommit, __ATOMIC_RELAXED) != 0);
 }
 
+/* A resident entry whose purge would take more than PARTIAL_OVERSHOOT beyond what
+ * is asked has only its head purged, when that is PARTIAL_MIN or more (less is
+ * left: not worth a system call).  Purging whole entries overshot by most of a
+ * segment: a table that grows over a freed one's pages lost them all to a purge
+ * that asked for half. */
+#define PARTIAL_MIN ((size_t)256 << 10)
+#define PARTIAL_OVERSHOOT ((size_t)1 << 20)
+
 void segment_cache_purge(size_t keep_bytes, uint64_t cached_by_ms, bool decommit) {
   if (__atomic_load_n(&cache_resident_bytes, __ATOMIC_RELAXED) <= keep_bytes) return;
+  size_t page = os_page_size();
   gl_list_t detached = {NULL, NULL};
   pthread_mutex_lock(&cache_lock);
   for (cache_node_t *n = cache_node(cache_dirty.last), *prev; n && cache_resident_bytes > keep_bytes; n = prev) {
     prev = cache_node(n->link.prev);
-    if (n->cached_at <= cached_by_ms) cache_detach(n, &detached);
+    if (n->cached_at > cached_by_ms) continue;
+    size_t excess = cache_resident_bytes - keep_bytes, resident = node_resident(n);
+    if (resident <= excess + PARTIAL_OVERSHOOT || keep_bytes == 0) {
+      cache_detach(n, &detached);
+    } else {
+      size_t more = gl_align_up(excess, page);
+      if (more < PARTIAL_MIN || more + page >= resident) break;
+      cache_detach(n, &detached);
+      n->purge_more = more;
+      break; /* what is left is what is kept */
+    }
   }
   pthread_mutex_unlock(&cache_lock);
   cache_purge_detached(&detached, decommit);
@@ -829,6 +866,33 @@ static gl_segment_t *segment_split(gl_segment_t *seg, size_t keep) {
   return seg;
 }
 
+/* Moves the last `take` bytes of a segment taken from the cache to `dest` (mremap:
+ * page tables move, the pages stay resident, nothing is copied), over whatever was
+ * mapped there.  The head left, if any, goes back to the cache; a segment moved
+ * whole is a segment no more.  False, the segment unmapped, when the move fails
+ * (`dest` may then be unmapped). */
+static bool piece_move(gl_segment_t *piece, size_t take, uint8_t *dest) {
+  size_t piece_size = piece->mapped_size;
+  uint8_t *from = (uint8_t *)piece + piece_size - take;
+  uint8_t value = segment_map_get((uintptr_t)piece);
+  /* The map forgets the moved range before the move frees it (another thread may
+   * map there at once). */
+  segment_map_set(piece, piece_size, GL_SEGMAP_NONE);
+  if (take < piece_size) segment_map_set(piece, piece_size - take, value);
+  if (!os_move(from, take, take, dest)) {
+    segment_map_set(piece, piece_size, value);
+    segment_unmap(piece);
+    return false;
+  }
+  if (take < piece_size) {
+    piece->mapped_size = piece_size - take;
+    cache_put(piece, true);
+  } else {
+    gl_counter_sub(&gl_counters.segments, 1);
+  }
+  return true;
+}
+
 /* A segment of `size` bytes made of the resident pages of cached pieces: each is
  * moved (mremap: page tables move, pages stay resident, nothing is copied) into one
  * fresh aligned reservation, whole, or the last one by its tail (the rest of it
@@ -845,24 +909,7 @@ static gl_segment_t *segment_assemble(gl_segment_t **pieces, unsigned count, siz
       cache_put(piece, true);
       continue;
     }
-    uint8_t *from = (uint8_t *)piece + piece_size - take; /* whole, or the tail */
-    uint8_t value = segment_map_get((uintptr_t)piece);
-    /* The map forgets the moved range before the move frees it (another thread
-     * may map there at once). */
-    segment_map_set(piece, piece_size, GL_SEGMAP_NONE);
-    if (take < piece_size) segment_map_set(piece, piece_size - take, value);
-    if (!os_move(from, take, take, target + filled)) {
-      segment_map_set(piece, piece_size, value);
-      segment_unmap(piece);
-      continue;
-    }
-    if (take < piece_size) { /* the head stays a cached segment */
-      piece->mapped_size = piece_size - take;
-      cache_put(piece, true);
-    } else {
-      gl_counter_sub(&gl_counters.segments, 1);
-    }
-    filled += take;
+    if (piece_move(piece, take, target + filled)) filled += take;
   }
   if (target == NULL) return NULL;
   if (filled < size && !os_commit(target + filled, size - filled)) {
@@ -875,6 +922,59 @@ static gl_segment_t *segment_assemble(gl_segment_t **pieces, unsigned count, siz
   gl_segment_t *seg = (gl_segment_t *)target;
   seg->mapped_size = size;
   return seg;
+}
+
+/* Grows a live large segment to `new_size` (segment_resize), and fills the new
+ * part with resident pages of cached segments where there are some, moved there
+ * with mremap.  A block that grows by doubling (sqlite's hash tables, a vector)
+ * while an older block's pages sit resident in the cache otherwise faults fresh
+ * pages in beside them -- and the cache then purges the old ones: sqlite's tables
+ * grew from 136 KiB to 9 MiB five times over, faulting 9 MiB each time, with the
+ * last table's 9 MiB resident in the cache every time.  Moving pages costs each
+ * CPU running the process a TLB flush: with more than one thread heap, only growth
+ * of GROW_MOVE_MIN_THREADED or more takes cached pages (the faults then cost far
+ * more than the flush). */
+#define GROW_MOVE_MIN ((size_t)64 << 10)
+#define GROW_MOVE_MIN_THREADED ((size_t)1 << 20)
+/* Pages moved in stay mappings of their own (the kernel merges neighbouring ones
+ * only when they share an origin), and a process has at most vm.max_map_count
+ * (65,530 by default): a segment takes pieces this many times, then grows fresh. */
+#define GROW_MOVE_MAX_PIECES 16
+gl_segment_t *segment_grow(gl_segment_t *seg, size_t new_size, bool *from_cache) {
+  size_t old_size = seg->mapped_size;
+  *from_cache = false;
+  if (new_size <= old_size) return segment_resize(seg, new_size);
+  size_t extra = new_size - old_size;
+  size_t least = gl_counter_get(&gl_counters.heaps) > 1 ? GROW_MOVE_MIN_THREADED : GROW_MOVE_MIN;
+  gl_segment_t *pieces[CACHE_PIECES];
+  bool is_zero;
+  unsigned count = extra >= least && segment_cache_resident_bytes() >= least &&
+                           seg->large_moved_in < GROW_MOVE_MAX_PIECES
+                       ? cache_take_large(extra, pieces, &is_zero, CACHE_TAKE_RESIDENT)
+                       : 0;
+  gl_segment_t *grown = segment_resize(seg, new_size);
+  size_t filled = old_size;
+  for (unsigned i = 0; i < count; i++) {
+    size_t take = pieces[i]->mapped_size < new_size - filled ? pieces[i]->mapped_size : new_size - filled;
+    if (grown == NULL || take == 0) {
+      cache_put(pieces[i], true);
+      continue;
+    }
+    uint8_t *dest = (uint8_t *)grown + filled;
+    if (piece_move(pieces[i], take, dest)) {
+      /* Its bytes were counted with the piece, and again with the growth. */
+      gl_counter_sub(&gl_counters.mapped, take);
+      filled += take;
+      *from_cache = true;
+      if (grown->large_moved_in < UINT8_MAX) grown->large_moved_in++;
+    } else if (!os_commit(dest, take)) {
+      /* The kernel checks what could fail before it unmaps the destination
+       * (mremap_to), so this takes an allocation failure inside the move and
+       * then a refused mmap: the block has lost pages and nothing can mend it. */
+      gl_fatal("out of memory: a large block being grown lost its pages at", dest, NULL, NULL);
+    }
+  }
+  return grown;
 }
 
 gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero, bool *from_cache) {
@@ -903,7 +1003,7 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero, 
      * beside them (Python: 2.4 MB more at peak without it). */
     bool fit_only = offset != GL_LARGE_OFFSET ||
                     (needed < GL_SEGMENT_SIZE && gl_counter_get(&gl_counters.heaps) > 1);
-    unsigned count = cache_take_large(needed, pieces, is_zero, fit_only);
+    unsigned count = cache_take_large(needed, pieces, is_zero, fit_only ? CACHE_TAKE_FIT : CACHE_TAKE_ANY);
     size_t taken = 0;
     for (unsigned i = 0; i < count; i++) taken += pieces[i]->mapped_size;
     /* Most of it: a few small pieces assembled into a big block are not the
@@ -953,7 +1053,9 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero, 
     gl_counter_add(&gl_counters.segments, 1);
   }
   size_t mapped = seg->mapped_size;
+  uint8_t moved_in = seg->large_moved_in; /* its mappings stay as they were */
   memset(seg, 0, sizeof(gl_segment_t));
+  seg->large_moved_in = moved_in;
   seg->kind = GL_KIND_LARGE;
   seg->page_shift = GL_SEGMENT_SHIFT;
   seg->mapped_size = mapped;

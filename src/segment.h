@@ -90,6 +90,9 @@ GL_HIDDEN void segment_large_free(gl_segment_t *seg, bool resident);
 /* Resizes the mapping with mremap (contents never copied); the segment's new
  * address, or NULL with the segment as it was. */
 GL_HIDDEN gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size);
+/* segment_resize for growth, with resident cached pages moved in where the cache
+ * has some (*from_cache: it had). */
+GL_HIDDEN gl_segment_t *segment_grow(gl_segment_t *seg, size_t new_size, bool *from_cache);
 
 /* ---- The segment cache: freed segments kept for reuse ----
  * At most segment_cache of them resident; beyond that the oldest is purged and

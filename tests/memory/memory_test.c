@@ -147,6 +147,31 @@ static void test_large_returned(void) {
          mibd((long)r2 - (long)r0));
 }
 
+/* 2a. malloc_trim(pad) keeps `pad` bytes of a big cached segment resident and
+ * returns the rest: the cache purges the head of an entry when purging it whole
+ * would return far more than asked (a purge that asked for half of a freed table
+ * took all of it, and the table growing over it faulted its pages back). */
+static void test_trim_keeps_pad(void) {
+  const size_t size = 16 * MiB, pad = 6 * MiB;
+  malloc_trim(0);
+  char *p = malloc(size);
+  CHECK(p != NULL);
+  memset(p, 5, size);
+  free(p); /* cached, resident */
+  size_t r0 = rss_bytes();
+  malloc_trim(pad);
+  size_t r1 = rss_bytes();
+  printf("malloc_trim(%zu MiB) with a %zu MiB block cached: RSS %.1f -> %.1f MiB\n", pad / MiB, size / MiB, mib(r0),
+         mib(r1));
+  CHECKF(r1 + 8 * MiB <= r0, "malloc_trim(%zu MiB) returned only %.1f MiB of %zu MiB cached", pad / MiB,
+         mib(r0 - r1), size / MiB);
+  CHECKF(r1 + 12 * MiB >= r0, "malloc_trim(%zu MiB) returned %.1f MiB of %zu MiB cached: the pad went too",
+         pad / MiB, mib(r0 - r1), size / MiB);
+  malloc_trim(0);
+  size_t r2 = rss_bytes();
+  CHECKF(r2 + 4 * MiB <= r1, "malloc_trim(0) left the kept %.1f MiB resident", mib(r1 - r2));
+}
+
 /* 2b. Many large blocks freed at once: beyond the segment cache's resident
  * entries (segment_cache) the segments are purged but stay mapped in the cache,
  * so the RSS drops at once while a new block of the same size takes one without
@@ -443,17 +468,18 @@ static void test_idle_return(void) {
 
 /* A block that grows by doubling (realloc), after a big block was freed into the
  * segment cache: the first step takes the head of the cached segment and leaves
- * its resident tail cached; the growth that follows faults fresh pages in beside
- * it.  The tail is beyond the recent peak then, and goes at once (purge.c,
- * purge_large_allocated), not after the cache's delay: RSS grows by the block,
- * not by twice it. */
+ * its resident tail cached; each growth that follows takes its new pages from that
+ * tail (mremap moves them in: resident, no fault), not fresh pages faulted in
+ * beside it (sqlite's hash tables, grown from 136 KiB to 9 MiB over and over).
+ * RSS grows by the block, not by twice it; faults are a fraction of its pages. */
 static void test_growth_after_cached(void) {
-  const size_t big = 8 * MiB;
+  const size_t big = 8 * MiB, ps = (size_t)sysconf(_SC_PAGESIZE);
   char *old = malloc(big);
   CHECK(old != NULL);
   memset(old, 1, big);
   size_t rss0 = rss_bytes();
   free(old); /* cached, resident */
+  long f0 = minor_faults();
   size_t n = 128 * 1024;
   char *p = malloc(n);
   CHECK(p != NULL);
@@ -461,14 +487,19 @@ static void test_growth_after_cached(void) {
   while (n < big) {
     p = realloc(p, 2 * n);
     CHECK(p != NULL);
+    CHECK(p[0] == 2 && p[n - 1] == (n == 128 * 1024 ? 2 : 3)); /* contents kept */
     memset(p + n, 3, n);
     n *= 2;
   }
+  long faults = minor_faults() - f0;
   size_t rss1 = rss_bytes();
-  printf("growth after cached: RSS %.1f MiB with an 8 MiB block freed -> %.1f MiB with one grown to 8 MiB\n",
-         mib(rss0), mib(rss1));
+  printf("growth after cached: RSS %.1f MiB with an 8 MiB block freed -> %.1f MiB with one grown to 8 MiB, "
+         "%ld page faults (%zu pages)\n",
+         mib(rss0), mib(rss1), faults, big / ps);
   CHECKF(rss1 <= rss0 + 3 * MiB, "RSS grew by %.1f MiB for a block that took the place of a freed one",
          mib(rss1 - rss0));
+  CHECKF(faults < (long)(big / ps / 4), "a block growing over a freed one's resident pages faulted %ld of %zu pages",
+         faults, big / ps);
   free(p);
 }
 
@@ -592,6 +623,7 @@ int main(void) {
   test_sizes_in_turn();
   test_small_blocks_returned();
   test_large_returned();
+  test_trim_keeps_pad();
   test_large_purged_cached();
   test_calloc_lazy();
   test_calloc_reused();
