@@ -4,6 +4,7 @@
  * Lock order: segs->lock (a heap's, also guards its queue) -> cache_policy_lock ->
  * the segment cache lock (segment.c).  The purger's event lock is taken alone.
  */
+#define _GNU_SOURCE /* GL_SPIN_MUTEX_INITIALIZER (os.h) */
 #include "check.h"
 #include "options.h"
 #include "purge.h"
@@ -355,7 +356,7 @@ bool purge_queue_is_valid(gl_purge_queue_t *q) {
 
 /* ---- The segment cache ---- */
 
-static pthread_mutex_t cache_policy_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t cache_policy_lock = GL_SPIN_MUTEX_INITIALIZER;
 static gl_demand_t cache_demand; /* bytes of live segments */
 static uint64_t cache_seen_activity, cache_quiet_since_ms;
 

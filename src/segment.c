@@ -16,6 +16,7 @@
  *    a cached one has none, and no page's blocks reach into its guard
  *    (segment_page_area; page_is_valid checks the blocks).
  */
+#define _GNU_SOURCE /* GL_SPIN_MUTEX_INITIALIZER (os.h) */
 #include <string.h>
 
 #include "check.h"
@@ -173,7 +174,7 @@ typedef struct cache_node_s {
 #define CACHE_SCAN 16 /* entries of one bucket looked at for a fit */
 #define CACHE_NODE_CHUNK ((size_t)64 << 10)
 
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t cache_lock = GL_SPIN_MUTEX_INITIALIZER;
 static gl_list_t cache_age;   /* every entry, most recently cached first */
 static gl_list_t cache_dirty; /* resident entries, most recently cached first */
 static gl_list_t cache_purged[CACHE_BUCKETS]; /* purged entries by size, most recently purged first */
