@@ -332,12 +332,57 @@ static void *churn(void *arg) {
   return NULL;
 }
 
-static void test_churn(void) {
-  enum { T = 4 };
-  pthread_t th[T];
-  for (int i = 0; i < T; i++) CHECK(pthread_create(&th[i], NULL, churn, (void *)(uintptr_t)(i + 1)) == 0);
-  for (int i = 0; i < T; i++) pthread_join(th[i], NULL);
+/* Runs fn in `count` threads at once (argument 1..count) and waits for them. */
+static void run_threads(void *(*fn)(void *), int count) {
+  pthread_t th[16];
+  CHECK(count <= 16);
+  for (int i = 0; i < count; i++) CHECK(pthread_create(&th[i], NULL, fn, (void *)(uintptr_t)(i + 1)) == 0);
+  for (int i = 0; i < count; i++) pthread_join(th[i], NULL);
 }
+
+static void test_churn(void) { run_threads(churn, 4); }
+
+/* Large blocks grown by realloc while other threads free large blocks into the
+ * segment cache: a growing block takes resident cached pages, moved into its
+ * mapping with mremap (segment_grow), while other threads take and give back
+ * cached segments.  Every block keeps its contents across each growth. */
+static void *large_growth(void *arg) {
+  uint64_t rng = (uint64_t)(uintptr_t)arg * 0x9E3779B97F4A7C15ull;
+  enum { SLOTS = 6 };
+  char *block[SLOTS] = {0};
+  size_t size[SLOTS] = {0};
+  uint64_t seed[SLOTS] = {0};
+  for (int i = 0; i < SCALED(400); i++) {
+    int k = (int)(rng_next(&rng) % SLOTS);
+    if (block[k] == NULL) {
+      size[k] = rng_range(&rng, 256 * KiB, 3 * MiB);
+      seed[k] = rng_next(&rng);
+      block[k] = malloc(size[k]);
+      CHECK(block[k] != NULL);
+      pattern_fill_seed(block[k], size[k], seed[k]);
+      continue;
+    }
+    long bad = pattern_check_seed(block[k], size[k], seed[k]);
+    CHECKF(bad < 0, "large block of %zu bytes corrupt at offset %ld", size[k], bad);
+    if (size[k] < 8 * MiB && rng_next(&rng) % 2 == 0) {
+      size_t grown = size[k] + rng_range(&rng, size[k] / 4, 2 * size[k]);
+      char *p = realloc(block[k], grown);
+      CHECK(p != NULL);
+      bad = pattern_check_seed(p, size[k], seed[k]);
+      CHECKF(bad < 0, "block grown from %zu to %zu bytes corrupt at offset %ld", size[k], grown, bad);
+      block[k] = p;
+      size[k] = grown;
+      pattern_fill_seed(p, grown, seed[k]);
+    } else {
+      free(block[k]);
+      block[k] = NULL;
+    }
+  }
+  for (int k = 0; k < SLOTS; k++) free(block[k]);
+  return NULL;
+}
+
+static void test_large_growth(void) { run_threads(large_growth, 4); }
 
 /* Threads whose pthread key destructor allocates in every destructor round, glibc's
  * last one included (the destructor sets its value again each time), after
@@ -464,6 +509,7 @@ int main(void) {
                {"short_lived", test_short_lived},
                {"churn", test_churn},
                {"remote_lists", test_remote_lists},
+               {"large_growth", test_large_growth},
                {"alloc_after_exit", test_alloc_after_exit}};
   double t_all = now_s();
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
