@@ -11,8 +11,9 @@
  *     (2 x for the cache);
  *   - excess: dirty memory beyond that is purged once it has been dirty for
  *     purge_delay_ms (cached segments: 10 x), oldest first -- cached segments at
- *     once when a large block grows (the program maps more beside them rather
- *     than taking them back);
+ *     once when a large block grows without taking cached pages (the program maps
+ *     more beside them rather than taking them back); a cached segment only partly
+ *     beyond the rule loses its head, not all of it;
  *   - huge blocks: a freed block of 32 MiB or more is purged as it goes into the
  *     cache, unless a block that big came from the cache within purge_window_ms
  *     (the program frees and takes back blocks of that size);

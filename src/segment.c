@@ -216,9 +216,11 @@ static cache_node_t *cache_node_new(void) {
   return node;
 }
 
-/* Puts an entry on its state's list and at the young end of cache_age (lock held). */
+/* The bytes of an entry that count as resident (a resident entry whose head was
+ * purged counts its tail). */
 static size_t node_resident(const cache_node_t *node) { return node->size - node->purged_head; }
 
+/* Puts an entry on its state's list and at the young end of cache_age (lock held). */
 static void cache_insert(cache_node_t *node) {
   if (node->state == GL_SEGMENT_CACHED_DIRTY) {
     gl_list_push_front(&cache_dirty, &node->link);
@@ -922,6 +924,8 @@ static gl_segment_t *segment_assemble(gl_segment_t **pieces, unsigned count, siz
   gl_counter_add(&gl_counters.segments, 1);
   gl_segment_t *seg = (gl_segment_t *)target;
   seg->mapped_size = size;
+  /* Its header may be a moved piece's data: set what segment_large_alloc keeps. */
+  seg->large_moved_in = (uint8_t)count;
   return seg;
 }
 

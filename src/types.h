@@ -264,8 +264,9 @@ typedef struct gl_segment_s {
   size_t large_usable;   /* bytes usable from there to the end of the mapping */
   size_t large_alignment;
   uint8_t large_is_zero; /* the block's memory is known to be zero */
-  uint8_t large_moved_in; /* pieces of cached segments segment_grow moved in (each stays
-                             a kernel mapping of its own); saturates at 255 */
+  uint8_t large_moved_in; /* pieces of cached segments moved in (segment_grow,
+                             segment_assemble), each a kernel mapping of its own;
+                             saturates at 255 */
 #if GL_SECURE
   size_t large_requested; /* the size asked for: its canary follows it */
   uint8_t *large_guard;   /* the PROT_NONE page after the block, or NULL */
