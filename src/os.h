@@ -55,6 +55,9 @@ GL_HIDDEN bool os_advise_huge(void *addr, size_t size);
  * of ours, which they replace), never copying contents. */
 GL_HIDDEN bool os_resize_in_place(void *addr, size_t old_size, size_t new_size);
 GL_HIDDEN bool os_move(void *addr, size_t old_size, size_t new_size, void *target);
+/* Whether os_move moves a range made of several mappings without resizing it
+ * (Linux 6.17 and later); found out once, by trying. */
+GL_HIDDEN bool os_moves_several_mappings(void);
 
 /* ---- Time, randomness, output, environment ---- */
 

@@ -187,6 +187,42 @@ bool os_resize_in_place(void *addr, size_t old_size, size_t new_size) {
   return p == addr;
 }
 
+/* Tried once, on three pages: one mapping, its middle page replaced by a page
+ * moved in from another (two mappings then, which the kernel does not merge), and
+ * the first two pages moved together.  Linux 6.17 and later move such a range;
+ * earlier kernels refuse it (EFAULT), after unmapping the destination. */
+static bool probe_moves_several(void) {
+  size_t page = os_page_size();
+  uint8_t *a = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  uint8_t *b = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  uint8_t *c = mmap(NULL, 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  bool moved = false;
+  if (a != MAP_FAILED && b != MAP_FAILED && c != MAP_FAILED) {
+    a[0] = 1;
+    b[0] = 2;
+    if (mremap(b, page, page, MREMAP_MAYMOVE | MREMAP_FIXED, a + page) == a + page) {
+      b = MAP_FAILED; /* moved into a */
+      moved = mremap(a, 2 * page, 2 * page, MREMAP_MAYMOVE | MREMAP_FIXED, c) == c && c[0] == 1 && c[page] == 2;
+    }
+  }
+  if (a != MAP_FAILED) munmap(a, 3 * page);
+  if (b != MAP_FAILED) munmap(b, page);
+  if (c != MAP_FAILED) munmap(c, 2 * page);
+  return moved;
+}
+
+bool os_moves_several_mappings(void) {
+  static _Atomic(int) known; /* 0: not yet tried; 1: no; 2: yes */
+  int v = atomic_load_explicit(&known, memory_order_relaxed);
+  if (v == 0) {
+    int saved = errno;
+    v = probe_moves_several() ? 2 : 1;
+    errno = saved;
+    atomic_store_explicit(&known, v, memory_order_relaxed);
+  }
+  return v == 2;
+}
+
 bool os_move(void *addr, size_t old_size, size_t new_size, void *target) {
   int saved = errno;
   void *p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);

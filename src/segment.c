@@ -410,10 +410,19 @@ static gl_segment_t *cache_take_exact(size_t size, bool *is_zero) {
  * Returns how many segments it took into pieces[] (0: none).
  *   CACHE_TAKE_FIT: only 1., and "fits" means at most twice as big: the segment is
  *   taken as it is (no split, no assembly);
- *   CACHE_TAKE_RESIDENT: 1. to 3. only (a purged segment saves no fault). */
+ *   CACHE_TAKE_RESIDENT: 1. to 3. only (a purged segment saves no fault).
+ * Where the kernel does not move a range of several mappings (before Linux 6.17:
+ * it refuses, after unmapping the destination), pages moved with mremap come from
+ * segments that are one mapping only (3., and every segment in
+ * CACHE_TAKE_RESIDENT). */
 typedef enum { CACHE_TAKE_ANY, CACHE_TAKE_FIT, CACHE_TAKE_RESIDENT } cache_take_t;
+static bool node_movable(const cache_node_t *node, bool moves_several) {
+  return moves_several || node->seg->large_moved_in == 0;
+}
+
 static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_zero, cache_take_t mode) {
-  bool fit_only = mode == CACHE_TAKE_FIT;
+  bool fit_only = mode == CACHE_TAKE_FIT, moved = mode == CACHE_TAKE_RESIDENT;
+  bool several = !fit_only && os_moves_several_mappings(); /* (its first call maps: before the lock) */
   cache_node_t *fit = NULL, *split = NULL, *taken[CACHE_PIECES];
   size_t resident = 0, most = size + size / 2 + ((size_t)1 << 20);
   if (fit_only && most > 2 * size) most = 2 * size; /* taken as it is: not shrunk (segment_large_alloc) */
@@ -421,6 +430,7 @@ static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_ze
   *is_zero = false;
   pthread_mutex_lock(&cache_lock);
   for (cache_node_t *n = cache_node(cache_dirty.first); n; n = cache_node(n->link.next)) {
+    if (moved && !node_movable(n, several)) continue;
     resident += n->size;
     if (n->size >= size && n->size <= most && (fit == NULL || n->size < fit->size)) fit = n;
     if (n->size >= size && (split == NULL || n->size < split->size)) split = n;
@@ -434,7 +444,7 @@ static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_ze
     while (got < size && count < CACHE_PIECES) {
       cache_node_t *largest = NULL;
       for (cache_node_t *n = cache_node(cache_dirty.first); n; n = cache_node(n->link.next)) {
-        bool used = false;
+        bool used = !node_movable(n, several);
         for (unsigned i = 0; i < count; i++) used = used || taken[i] == n;
         if (!used && (largest == NULL || n->size > largest->size)) largest = n;
       }
@@ -863,6 +873,7 @@ static gl_segment_t *segment_split(gl_segment_t *seg, size_t keep) {
   rest->page_shift = GL_SEGMENT_SHIFT;
   rest->mapped_size = tail;
   rest->large_offset = GL_LARGE_OFFSET;
+  rest->large_moved_in = seg->large_moved_in; /* it may hold pages moved in */
   segment_map_set(rest, tail, GL_SEGMAP_LARGE);
   gl_counter_add(&gl_counters.segments, 1);
   cache_put(rest, true);
