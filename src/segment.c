@@ -984,9 +984,9 @@ gl_segment_t *segment_grow(gl_segment_t *seg, size_t new_size, bool *from_cache)
       *from_cache = true;
       if (grown->large_moved_in < UINT8_MAX) grown->large_moved_in++;
     } else if (!os_commit(dest, take)) {
-      /* The kernel checks what could fail before it unmaps the destination
-       * (mremap_to), so this takes an allocation failure inside the move and
-       * then a refused mmap: the block has lost pages and nothing can mend it. */
+      /* A failed move may have unmapped `dest` (pieces of several mappings are
+       * not moved where the kernel refuses them), so this takes a failed move and
+       * a refused mmap: the block has lost pages and nothing can mend it. */
       gl_fatal("out of memory: a large block being grown lost its pages at", dest, NULL, NULL);
     }
   }
