@@ -21,7 +21,7 @@ for peer in jemalloc=libjemalloc.so.2 tcmalloc=libtcmalloc_minimal.so.4 mimalloc
 done
 [ -e "${allocs[1]#*=}" ] || { echo "no $(echo "${allocs[1]#*=}"): build Galleon first (make)" >&2; exit 1; }
 probes=("$bin/probes handoff 20000" "$bin/probes calloc-unused 100" "$bin/probes vector-doubling 5"
-        "python3 $here/read_text.py")
+        "$bin/probes cross-thread 200" "python3 $here/read_text.py")
 : > "$out/raw.txt"
 for probe in "${probes[@]}"; do
   for rep in $(seq "$reps"); do
