@@ -121,15 +121,14 @@ GL_INLINE void *alloc_calloc_plain(size_t count, size_t size) {
 
 GL_INLINE void alloc_free_plain(void *p) {
   uintptr_t addr = (uintptr_t)p;
-  unsigned shift = segment_map_get(addr);
-  if (gl_likely(shift & GL_SEGMAP_PAGES_BIT)) {
-    gl_segment_t *seg = (gl_segment_t *)(addr & ~(uintptr_t)GL_SEGMENT_MASK);
-    /* The page in one register, which every field below is an offset of (gcc
-     * would otherwise keep the segment and the index apart, and compute the page
-     * again for the list free_push names): a shift and a lea. */
-    uintptr_t page_offset = ((addr & GL_SEGMENT_MASK) >> shift) * sizeof(gl_page_t);
-    __asm__("" : "+r"(page_offset));
-    gl_page_t *page = (gl_page_t *)((uintptr_t)seg->pages + page_offset);
+  if (gl_likely(segment_map_get(addr) & GL_SEGMAP_PAGES_BIT)) {
+    /* The page from the address and its segment's header (segment_page_of), not
+     * from the segment map's byte: the CPU reads the header while that byte is on
+     * its way, where a shift taken from the byte made the loads wait for each other
+     * (scale threads 1: 8.4 -> 7.7 ns a step).  The page in one register, which
+     * every field below is an offset of (gcc would otherwise compute it again for
+     * the list free_push names). */
+    gl_page_t *page = segment_page_of(segment_of(p), p);
     __asm__("" : "+r"(page));
     gl_block_t *block = p;
     /* Local owner, not on the full list, and p a block start. */

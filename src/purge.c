@@ -267,7 +267,7 @@ static void queue_purge(gl_purge_queue_t *q, uint64_t now, size_t keep, bool all
       continue;
     }
     while (purged) {
-      gl_page_t *p = &seg->pages[__builtin_ctzll(purged)];
+      gl_page_t *p = segment_page(seg, (unsigned)__builtin_ctzll(purged));
       purged &= purged - 1;
       gl_list_remove(&q->pages, &p->link);
       queue_bytes(q, segment_page_area(p), false);

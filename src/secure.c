@@ -222,11 +222,8 @@ void *secure_aligned(gl_heap_t *heap, size_t alignment, size_t size,
 }
 
 void secure_free(void *p) {
-  uintptr_t addr = (uintptr_t)p;
-  unsigned shift = segment_map_get(addr);
-  if (gl_likely(shift & GL_SEGMAP_PAGES_BIT)) {
-    gl_segment_t *seg = (gl_segment_t *)(addr & ~(uintptr_t)GL_SEGMENT_MASK);
-    gl_page_t *page = &seg->pages[(addr & GL_SEGMENT_MASK) >> shift];
+  if (gl_likely(segment_map_get((uintptr_t)p) & GL_SEGMAP_PAGES_BIT)) {
+    gl_page_t *page = segment_page_of(segment_of(p), p);
     if (gl_likely(page_is_block_start(page, p, false))) {
       gl_block_t *block = p;
       uintptr_t mark = page_freed_mark(page->key, block);

@@ -130,10 +130,11 @@ static void segment_unmap_range(gl_segment_t *seg, size_t size) {
 
 static void segment_unmap(gl_segment_t *seg) { segment_unmap_range(seg, seg->mapped_size); }
 
-/* Rounded to GL_PAGE_START_ALIGN so every page start is aligned to it (aligned.c
- * relies on that); the part of the first page that rounding skips is never touched. */
-static size_t segment_header_size(unsigned page_count) {
-  return gl_align_up(sizeof(gl_segment_t) + page_count * sizeof(gl_page_t), GL_PAGE_START_ALIGN);
+/* The header with its GL_PAGE_SLOTS descriptor slots, rounded to
+ * GL_PAGE_START_ALIGN so every page start is aligned to it (aligned.c relies on
+ * that); the part of the first page that rounding skips is never touched. */
+static size_t segment_header_size(void) {
+  return gl_align_up(sizeof(gl_segment_t) + GL_PAGE_SLOTS * sizeof(gl_page_t), GL_PAGE_START_ALIGN);
 }
 
 /* ---- The segment cache ----
@@ -686,16 +687,18 @@ static gl_segment_t *segment_new_pages(gl_segset_t *set, struct gl_heap_s *heap,
   }
   unsigned shift = kind == GL_KIND_SMALL ? GL_SMALL_PAGE_SHIFT : GL_MEDIUM_PAGE_SHIFT;
   unsigned count = (unsigned)(GL_SEGMENT_SIZE >> shift);
-  size_t header = segment_header_size(count);
-  memset(seg, 0, sizeof(gl_segment_t) + count * sizeof(gl_page_t));
+  size_t header = segment_header_size();
+  memset(seg, 0, sizeof(gl_segment_t) + GL_PAGE_SLOTS * sizeof(gl_page_t));
   seg->kind = (uint8_t)kind;
   seg->page_shift = (uint8_t)shift;
   seg->page_count = count;
+  unsigned stride = 1u << (shift - GL_PAGE_SLOT_SHIFT); /* slots per page */
+  seg->slot_offset_mask = (uint32_t)(GL_PAGE_SLOTS - stride) << 7;
   seg->mapped_size = GL_SEGMENT_SIZE;
   seg->heap = heap;
   seg->free_mask = count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1);
   for (unsigned i = 0; i < count; i++) {
-    gl_page_t *page = &seg->pages[i];
+    gl_page_t *page = segment_page(seg, i);
     size_t begin = i == 0 ? header : ((size_t)i << shift);
     page->index = (uint8_t)i;
     page->start = (uint8_t *)seg + begin;
@@ -734,7 +737,7 @@ gl_page_t *segment_page_alloc(gl_segset_t *set, struct gl_heap_s *heap, gl_kind_
     idx = (unsigned)__builtin_ctzll(pick);
   }
 #endif
-  gl_page_t *page = &seg->pages[idx];
+  gl_page_t *page = segment_page(seg, idx);
   uint64_t bit = (uint64_t)1 << idx;
   *was_dirty = page->state == GL_PAGE_FREE_DIRTY;
   if (*was_dirty) page->mem_is_zero = 0;
@@ -783,12 +786,13 @@ uint64_t segment_purge_dirty(gl_segment_t *seg, bool decommit, bool huge_pages) 
     while (last + 1 < seg->page_count && (mask >> (last + 1)) & 1) last++;
     /* One madvise for the run, guards (secure build) included: it leaves them
      * PROT_NONE. */
-    uint8_t *begin = seg->pages[first].start;
+    uint8_t *begin = segment_page(seg, first)->start;
     uint8_t *end = (uint8_t *)seg + ((size_t)(last + 1) << seg->page_shift);
     bool zero = os_purge(begin, (size_t)(end - begin), decommit);
     for (unsigned i = first; i <= last; i++) {
-      __atomic_store_n(&seg->pages[i].state, GL_PAGE_FREE_CLEAN, __ATOMIC_RELAXED);
-      seg->pages[i].mem_is_zero = zero;
+      gl_page_t *page = segment_page(seg, i);
+      __atomic_store_n(&page->state, GL_PAGE_FREE_CLEAN, __ATOMIC_RELAXED);
+      page->mem_is_zero = zero;
       mask &= ~((uint64_t)1 << i);
     }
   }
@@ -805,9 +809,9 @@ void segment_release_if_unused(gl_segset_t *set, gl_segment_t *seg) {
   /* The rest of the header (page descriptors) is purged too, so a reuse of this
    * segment finds zero memory everywhere past the first OS page. */
   bool all_zero = true;
-  for (unsigned i = 0; i < seg->page_count; i++) all_zero = all_zero && seg->pages[i].mem_is_zero;
+  for (unsigned i = 0; i < seg->page_count; i++) all_zero = all_zero && segment_page(seg, i)->mem_is_zero;
   size_t keep = os_page_size();
-  size_t header = segment_header_size(seg->page_count);
+  size_t header = segment_header_size();
   bool decommit = __atomic_load_n(&gl_options.purge_decommit, __ATOMIC_RELAXED) != 0;
   all_zero = os_purge((uint8_t *)seg + keep, header - keep, decommit) && all_zero;
   if (!segment_guards_lift(seg)) {
@@ -827,8 +831,17 @@ bool segment_is_valid(const gl_segment_t *seg) {
   if ((seg->free_mask & ~all) || (seg->dirty_mask & ~seg->free_mask)) return false;
   if (seg->used_pages != (uint32_t)__builtin_popcountll(all & ~seg->free_mask)) return false;
   if ((seg->free_mask != 0) != (seg->in_avail != 0)) return false;
-  for (unsigned i = 0; i < seg->page_count; i++) {
-    const gl_page_t *page = &seg->pages[i];
+  unsigned stride = 1u << (seg->page_shift - GL_PAGE_SLOT_SHIFT);
+  if (seg->slot_offset_mask != (uint32_t)(GL_PAGE_SLOTS - stride) << 7) return false;
+  for (unsigned slot = 0; slot < GL_PAGE_SLOTS; slot++) {
+    /* The slots between a medium segment's pages are never used
+     * (segment_page_of masks them out): zero. */
+    const gl_page_t *page = &seg->pages[slot];
+    if (slot % stride != 0) {
+      if (page->fast_free_owner != NULL || page->carved_limit != 0 || page->owner != NULL) return false;
+      continue;
+    }
+    unsigned i = slot / stride;
     uint64_t bit = (uint64_t)1 << i;
     uint8_t state = __atomic_load_n(&page->state, __ATOMIC_RELAXED);
     if (page->index != i) return false;

@@ -34,8 +34,17 @@ GL_INLINE uint8_t segment_map_get(uintptr_t addr) {
 GL_INLINE gl_segment_t *segment_of(const void *p) {
   return (gl_segment_t *)((uintptr_t)p & ~(uintptr_t)GL_SEGMENT_MASK);
 }
+/* Page i of seg (i < page_count). */
+GL_INLINE gl_page_t *segment_page(gl_segment_t *seg, unsigned i) {
+  return &seg->pages[i << (seg->page_shift - GL_PAGE_SLOT_SHIFT)];
+}
+/* The page that p, inside the small or medium segment seg, belongs to: the byte
+ * offset of its descriptor slot is a shift of p and one mask from the header
+ * (descriptors are 128 bytes), no variable shift. */
 GL_INLINE gl_page_t *segment_page_of(gl_segment_t *seg, const void *p) {
-  return &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> seg->page_shift];
+  _Static_assert(sizeof(gl_page_t) == 1 << 7, "a slot's byte offset is its index << 7");
+  uintptr_t offset = ((uintptr_t)p >> (GL_PAGE_SLOT_SHIFT - 7)) & seg->slot_offset_mask;
+  return (gl_page_t *)((uint8_t *)seg->pages + offset);
 }
 /* Bytes at the end of each page of seg that no block may reach: in the secure build
  * the last OS page of a medium page, its guard (segment.c, "Guard pages"); 0 for

@@ -120,7 +120,7 @@ static void heap_info_read(gl_heap_t *h, heap_info_t *w) {
       w->segments++;
       w->committed += (size_t)(seg->pages[0].start - (uint8_t *)seg);
       for (unsigned i = 0; i < seg->page_count; i++) {
-        gl_page_t *page = &seg->pages[i];
+        gl_page_t *page = segment_page(seg, i);
         uint8_t state = __atomic_load_n(&page->state, __ATOMIC_RELAXED);
         if (state == GL_PAGE_IN_USE) {
           size_t block_size = __atomic_load_n(&page->block_size, __ATOMIC_RELAXED);
@@ -501,7 +501,7 @@ static bool segment_snapshot(gl_heap_t *h, int kind, size_t index, segment_snap_
     s->page_shift = seg->page_shift;
     s->page_count = seg->page_count <= GL_SMALL_PAGES ? seg->page_count : GL_SMALL_PAGES;
     for (unsigned i = 0; i < s->page_count; i++) {
-      gl_page_t *page = &seg->pages[i];
+      gl_page_t *page = segment_page(seg, i);
       page_snap_t *p = &s->pages[i];
       p->state = __atomic_load_n(&page->state, __ATOMIC_RELAXED);
       p->class_idx = __atomic_load_n(&page->class_idx, __ATOMIC_RELAXED);

@@ -68,6 +68,8 @@
 #define GL_SMALL_PAGE_SHIFT 16 /* 64 KiB */
 #define GL_MEDIUM_PAGE_SHIFT 19 /* 512 KiB */
 #define GL_SMALL_PAGES (GL_SEGMENT_SIZE >> GL_SMALL_PAGE_SHIFT)
+#define GL_PAGE_SLOT_SHIFT GL_SMALL_PAGE_SHIFT /* page descriptors: one slot per 64 KiB */
+#define GL_PAGE_SLOTS GL_SMALL_PAGES
 #define GL_MEDIUM_PAGES (GL_SEGMENT_SIZE >> GL_MEDIUM_PAGE_SHIFT)
 #define GL_SMALL_MAX ((size_t)8 * 1024)    /* largest block in a small page */
 #define GL_MEDIUM_MAX ((size_t)128 * 1024) /* largest block in a medium page */
@@ -104,8 +106,8 @@ _Static_assert(GL_MEDIUM_MAX * 4 <= ((size_t)1 << GL_MEDIUM_PAGE_SHIFT), "medium
 _Static_assert(GL_PAGE_START_ALIGN % GL_MIN_ALIGN == 0, "page starts keep blocks aligned");
 
 /* Segment map entries: what the 4 MiB unit at an address is.  For a small or
- * medium segment the entry is its page shift, so free() learns "ours, with pages"
- * and the shift to find the page from one byte. */
+ * medium segment the entry is its page shift (bit 4 set in both), so free() learns
+ * "ours, with pages" from one byte. */
 enum {
   GL_SEGMAP_NONE = 0,                     /* not Galleon's */
   GL_SEGMAP_LARGE = 2,                    /* start of a large segment */
@@ -250,6 +252,9 @@ typedef struct gl_segment_s {
   uint8_t in_avail;    /* on its set's avail list */
   uint8_t cache_state; /* gl_segment_state_t */
   uint32_t page_count;
+  uint32_t slot_offset_mask; /* small and medium: the bits of (address >> 9) that
+                                make the byte offset of the address's page's slot
+                                in pages[] (segment_page_of) */
   uint32_t used_pages;
   uint64_t free_mask;  /* bit i: page i unused */
   uint64_t dirty_mask; /* bit i: page i unused and resident */
@@ -272,6 +277,10 @@ typedef struct gl_segment_s {
   uint8_t *large_guard;   /* the PROT_NONE page after the block, or NULL */
   uint8_t page_guards;    /* medium: bit i set while page i's guard is PROT_NONE */
 #endif
+  /* One descriptor slot per 64 KiB of the segment (GL_PAGE_SLOTS), whatever the
+   * page size: page i sits in slot i << (page_shift - GL_PAGE_SLOT_SHIFT), so
+   * medium page i in slot 8i, and the slots between stay zero.  free() finds a
+   * block's page with one mask for both kinds (segment.h, segment_page_of). */
   gl_page_t pages[] __attribute__((aligned(64)));
 } gl_segment_t;
 
