@@ -423,13 +423,22 @@ bool purge_large_keep_resident(size_t size) {
   return last != 0 && os_clock_ms() - last <= (uint64_t)option(&gl_options.purge_window_ms);
 }
 
-void purge_large_allocated(size_t size, bool from_cache) {
-  uint64_t now = os_clock_ms();
-  if (from_cache && size >= GL_HUGE_BLOCK) atomic_store_explicit(&huge_reused_ms, now ? now : 1, memory_order_relaxed);
+/* The live large bytes went up: the demand that the cache's limit follows. */
+static void cache_demand_rose(uint64_t now, bool purge_beyond_keep) {
   pthread_mutex_lock(&cache_policy_lock);
   demand_set(&cache_demand, live_segment_bytes(), now);
   cache_set_limit(now);
+  if (purge_beyond_keep && segment_cache_resident_bytes() != 0) {
+    size_t keep = demand_keep(&cache_demand, now, 2 * (size_t)option(&gl_options.retain_bytes));
+    segment_cache_purge(keep, UINT64_MAX, decommit());
+  }
   pthread_mutex_unlock(&cache_policy_lock);
+}
+
+void purge_large_allocated(size_t size, bool from_cache) {
+  uint64_t now = os_clock_ms();
+  if (from_cache && size >= GL_HUGE_BLOCK) atomic_store_explicit(&huge_reused_ms, now ? now : 1, memory_order_relaxed);
+  cache_demand_rose(now, false);
 }
 
 /* A large block grew in place or moved bigger.  When its new pages came from the
@@ -440,17 +449,7 @@ void purge_large_allocated(size_t size, bool from_cache) {
  * add the tail to the peak.  (A new block is different: it comes from the cache
  * when one fits, and purging on every miss cost `aligned`, whose over-aligned
  * blocks only take exact fits, 4.5% in time and 6% in faults.) */
-void purge_large_grown(bool from_cache) {
-  uint64_t now = os_clock_ms();
-  pthread_mutex_lock(&cache_policy_lock);
-  demand_set(&cache_demand, live_segment_bytes(), now);
-  cache_set_limit(now);
-  if (!from_cache && segment_cache_resident_bytes() != 0) {
-    size_t keep = demand_keep(&cache_demand, now, 2 * (size_t)option(&gl_options.retain_bytes));
-    segment_cache_purge(keep, UINT64_MAX, decommit());
-  }
-  pthread_mutex_unlock(&cache_policy_lock);
-}
+void purge_large_grown(bool from_cache) { cache_demand_rose(os_clock_ms(), !from_cache); }
 
 void purge_large_freed(void) {
   uint64_t now = os_clock_ms();

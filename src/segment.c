@@ -130,6 +130,13 @@ static void segment_unmap_range(gl_segment_t *seg, size_t size) {
 
 static void segment_unmap(gl_segment_t *seg) { segment_unmap_range(seg, seg->mapped_size); }
 
+/* segment_page_of's mask for pages of 1 << shift bytes: the slot offsets (index
+ * << 7) of the pages' first slots. */
+static uint32_t segment_slot_offset_mask(unsigned shift) {
+  unsigned stride = 1u << (shift - GL_PAGE_SLOT_SHIFT); /* slots per page */
+  return (uint32_t)(GL_PAGE_SLOTS - stride) << 7;
+}
+
 /* The header with its GL_PAGE_SLOTS descriptor slots, rounded to
  * GL_PAGE_START_ALIGN so every page start is aligned to it (aligned.c relies on
  * that); the part of the first page that rounding skips is never touched. */
@@ -692,8 +699,7 @@ static gl_segment_t *segment_new_pages(gl_segset_t *set, struct gl_heap_s *heap,
   seg->kind = (uint8_t)kind;
   seg->page_shift = (uint8_t)shift;
   seg->page_count = count;
-  unsigned stride = 1u << (shift - GL_PAGE_SLOT_SHIFT); /* slots per page */
-  seg->slot_offset_mask = (uint32_t)(GL_PAGE_SLOTS - stride) << 7;
+  seg->slot_offset_mask = segment_slot_offset_mask(shift);
   seg->mapped_size = GL_SEGMENT_SIZE;
   seg->heap = heap;
   seg->free_mask = count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1);
@@ -832,7 +838,7 @@ bool segment_is_valid(const gl_segment_t *seg) {
   if (seg->used_pages != (uint32_t)__builtin_popcountll(all & ~seg->free_mask)) return false;
   if ((seg->free_mask != 0) != (seg->in_avail != 0)) return false;
   unsigned stride = 1u << (seg->page_shift - GL_PAGE_SLOT_SHIFT);
-  if (seg->slot_offset_mask != (uint32_t)(GL_PAGE_SLOTS - stride) << 7) return false;
+  if (seg->slot_offset_mask != segment_slot_offset_mask(seg->page_shift)) return false;
   for (unsigned slot = 0; slot < GL_PAGE_SLOTS; slot++) {
     /* The slots between a medium segment's pages are never used
      * (segment_page_of masks them out): zero. */
@@ -994,7 +1000,7 @@ static gl_segment_t *segment_assemble(gl_segment_t **pieces, unsigned count, siz
 gl_segment_t *segment_grow(gl_segment_t *seg, size_t new_size, bool *from_cache) {
   size_t old_size = seg->mapped_size;
   *from_cache = false;
-  if (new_size <= old_size) return segment_resize(seg, new_size);
+  gl_assert(new_size > old_size); /* shrinking is segment_resize's */
   size_t extra = new_size - old_size;
   size_t least = gl_counter_get(&gl_counters.heaps) > 1 ? GROW_MOVE_MIN_THREADED : GROW_MOVE_MIN;
   gl_segment_t *pieces[CACHE_PIECES];
