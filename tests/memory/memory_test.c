@@ -318,13 +318,30 @@ static void *second_heap_thread(void *arg) {
   return NULL;
 }
 
+/* A second thread heap, alive from second_heap_start to second_heap_stop: large
+ * blocks then take cached segments as they are. */
+typedef struct {
+  int done[2];
+  pthread_t thread;
+} second_heap_t;
+
+static void second_heap_start(second_heap_t *h) {
+  CHECK(pipe(h->done) == 0);
+  CHECK(pthread_create(&h->thread, NULL, second_heap_thread, &h->done[0]) == 0);
+  while (galleon_stats_heaps() < 2) usleep(1000);
+}
+
+static void second_heap_stop(second_heap_t *h) {
+  CHECK(write(h->done[1], "x", 1) == 1);
+  CHECK(pthread_join(h->thread, NULL) == 0);
+  close(h->done[0]);
+  close(h->done[1]);
+}
+
 static void test_large_varied_reuse(void) {
   enum { LIVE = 64, STEPS = 4000 };
-  int done[2];
-  CHECK(pipe(done) == 0);
-  pthread_t second;
-  CHECK(pthread_create(&second, NULL, second_heap_thread, &done[0]) == 0);
-  while (galleon_stats_heaps() < 2) usleep(1000);
+  second_heap_t second;
+  second_heap_start(&second);
   void **blocks = map(LIVE * sizeof(void *));
   uint64_t rng = 12345;
   for (int i = 0; i < LIVE; i++) blocks[i] = NULL;
@@ -346,10 +363,62 @@ static void test_large_varied_reuse(void) {
   CHECKF(remaps < STEPS / 100, "%zu mremap calls for %d large blocks", remaps, STEPS);
   CHECKF(maps < STEPS / 4, "%zu mmap calls for %d large blocks", maps, STEPS);
   munmap(blocks, LIVE * sizeof(void *));
-  CHECK(write(done[1], "x", 1) == 1);
-  CHECK(pthread_join(second, NULL) == 0);
-  close(done[0]);
-  close(done[1]);
+  second_heap_stop(&second);
+}
+
+/* 4b2. Blocks under a segment's size cycle through the segment cache.  With a
+ * second heap alive (cached segments are taken as they are):
+ *   - more of them than segment_cache (32) stay resident while the program asks
+ *     for as many: taken back, they do not fault again (purging the oldest at 32
+ *     made a thread handing such blocks to another refault them: 4x the faults);
+ *   - purged, they are taken back from the cache, not mapped anew.
+ * Each round allocates the blocks, largest first (so each finds its own
+ * segment), touches their first and last bytes and frees them.  The window that
+ * counts the blocks the cache served is 10 ms: of three tries, the one with the
+ * fewest faults counts, so a round preempted on a loaded machine does not fail
+ * the test. */
+enum { CACHED_MANY = 64 };
+
+static long cached_many_round(void **blocks, const size_t *sizes) {
+  long f0 = minor_faults();
+  for (int i = CACHED_MANY; i-- > 0;) {
+    blocks[i] = malloc(sizes[i]);
+    CHECK(blocks[i] != NULL);
+    ((char *)blocks[i])[0] = 1;
+    ((char *)blocks[i])[sizes[i] - 1] = 1;
+  }
+  for (int i = 0; i < CACHED_MANY; i++) free(blocks[i]);
+  return minor_faults() - f0;
+}
+
+static void test_large_cached_many(void) {
+  second_heap_t second;
+  second_heap_start(&second);
+  void **blocks = map(CACHED_MANY * sizeof(void *));
+  size_t sizes[CACHED_MANY];
+  for (int i = 0; i < CACHED_MANY; i++) sizes[i] = 160 * KiB + (size_t)i * 12 * KiB;
+  long faults = -1;
+  size_t maps = SIZE_MAX;
+  for (int try = 0; try < 3; try++) {
+    cached_many_round(blocks, sizes); /* mapped, and their segments purged beyond 32 when freed */
+    cached_many_round(blocks, sizes); /* all served by the cache: all stay resident */
+    long f = cached_many_round(blocks, sizes);
+    if (faults < 0 || f < faults) faults = f;
+    malloc_trim(1); /* purges the cache, keeps it mapped */
+    galleon_stats_t s0, s1;
+    galleon_stats_get(&s0);
+    cached_many_round(blocks, sizes);
+    galleon_stats_get(&s1);
+    if (s1.mmap_calls - s0.mmap_calls < maps) maps = s1.mmap_calls - s0.mmap_calls;
+  }
+  printf("%d cached blocks of 160-916 KiB taken back: %ld faults; purged, taken back: %zu mmap\n", CACHED_MANY,
+         faults, maps);
+  /* Two touched pages a block: 128 faults when they were purged. */
+  CHECKF(faults < CACHED_MANY / 4, "%ld faults taking back %d resident cached blocks", faults, CACHED_MANY);
+  CHECKF(maps < CACHED_MANY / 8, "%zu mmap calls for %d blocks whose purged segments were cached", maps,
+         CACHED_MANY);
+  munmap(blocks, CACHED_MANY * sizeof(void *));
+  second_heap_stop(&second);
 }
 
 /* 4c. A huge block (32 MiB or more) freed once goes back at once: Python reading a
@@ -628,6 +697,7 @@ int main(void) {
   test_calloc_lazy();
   test_calloc_reused();
   test_large_varied_reuse();
+  test_large_cached_many();
   test_huge_blocks();
   test_reuse_stays_resident();
   test_idle_return();
