@@ -249,6 +249,9 @@ def run_all(ctx, workloads, allocs, reps):
     for w in workloads:
         tw = time.monotonic()
         runs[w.name] = {a.name: [] for a in allocs}
+        if w.warmup:
+            r = run_once(ctx, w, allocs[0])
+            log("  %-14s warm-up run (untimed, %s): %s" % (w.name, allocs[0].name, "ok" if r.ok else r.error))
         for rep in range(w.reps_for(reps)):
             for a in allocs:  # interleaved: A B C D E, A B C D E, ...
                 r = run_once(ctx, w, a)
