@@ -242,7 +242,8 @@ def run_once(ctx, w, alloc):
 
 
 def run_all(ctx, workloads, allocs, reps):
-    """Every workload, rep by rep, the allocators interleaved within each rep.
+    """Every workload, rep by rep, the allocators interleaved within each rep (in
+    turn first, so that none is always the one that runs after another workload).
     With ctx.syscalls, one more (traced, untimed) round per workload.
     Returns (runs, traced): {workload: {allocator: [RunResult]}} each."""
     runs, traced = {}, {}
@@ -253,7 +254,8 @@ def run_all(ctx, workloads, allocs, reps):
             r = run_once(ctx, w, allocs[0])
             log("  %-14s warm-up run (untimed, %s): %s" % (w.name, allocs[0].name, "ok" if r.ok else r.error))
         for rep in range(w.reps_for(reps)):
-            for a in allocs:  # interleaved: A B C D E, A B C D E, ...
+            # interleaved, each rep starting one further: A B C D E, B C D E A, ...
+            for a in allocs[rep % len(allocs):] + allocs[:rep % len(allocs)]:
                 r = run_once(ctx, w, a)
                 runs[w.name][a.name].append(r)
                 if not r.ok:
