@@ -359,6 +359,7 @@ bool purge_queue_is_valid(gl_purge_queue_t *q) {
 static pthread_mutex_t cache_policy_lock = GL_SPIN_MUTEX_INITIALIZER;
 static gl_demand_t cache_demand; /* bytes of live segments */
 static uint64_t cache_seen_activity, cache_quiet_since_ms;
+static uint64_t cache_unmap_checked_ms; /* cache_apply's last look for entries to unmap */
 
 /* A freed segment is big: refaulting it costs far more than a page, so excess
  * cached memory waits ten times longer than a page before it is purged. */
@@ -396,8 +397,13 @@ static void cache_apply(uint64_t now, bool idle) {
     size_t keep = demand_keep(&cache_demand, now, floor);
     segment_cache_purge(keep, now >= delay ? now - delay : 0, decommit());
   }
+  /* Once a millisecond: the unmap delay is a second or more, and the look takes
+   * the lock that every thread taking and giving cached segments waits for. */
   uint64_t unmap = cache_unmap_delay_ms();
-  if (now >= unmap) segment_cache_unmap(now - unmap);
+  if (now >= unmap && now != cache_unmap_checked_ms) {
+    cache_unmap_checked_ms = now;
+    segment_cache_unmap(now - unmap);
+  }
 }
 
 /* ---- Huge blocks ----
