@@ -273,6 +273,47 @@ static void cache_insert(cache_node_t *node) {
   gl_list_push_front(&cache_age, &node->age);
 }
 
+/* The cache's invariants (lock held; debug builds, gl_validate): cache_age holds
+ * every listed entry and cache_dirty the resident ones, both in cached_at order,
+ * youngest first (segment_cache_purge and segment_cache_unmap stop at the first
+ * entry too young); each entry is on the bucket list of its size and state, and a
+ * bucket's bit says whether that list has any; the counts and byte totals match. */
+static bool cache_is_valid(void) {
+  size_t dirty = 0, resident = 0, purged = 0, listed = 0;
+  uint64_t newer = UINT64_MAX;
+  for (cache_node_t *n = cache_aged(cache_age.first); n; n = cache_aged(n->age.next)) {
+    if (n->cached_at > newer) return false;
+    newer = n->cached_at;
+    listed++;
+    if (n->state == GL_SEGMENT_CACHED_DIRTY) {
+      dirty++;
+      resident += node_resident(n);
+    } else {
+      purged += n->size;
+    }
+  }
+  newer = UINT64_MAX;
+  size_t on_dirty = 0;
+  for (cache_node_t *n = cache_node(cache_dirty.first); n; n = cache_node(n->link.next), on_dirty++) {
+    if (n->state != GL_SEGMENT_CACHED_DIRTY || n->cached_at > newer) return false;
+    newer = n->cached_at;
+  }
+  if (on_dirty != dirty || dirty != cache_dirty_count || resident != cache_resident_bytes ||
+      purged != cache_purged_bytes)
+    return false;
+  size_t bucketed = 0;
+  for (unsigned b = 0; b < CACHE_BUCKETS; b++) {
+    for (int kind = 0; kind < 2; kind++) {
+      const gl_list_t *list = kind ? &cache_resident[b] : &cache_purged[b];
+      const uint64_t *bits = kind ? cache_resident_nonempty : cache_purged_nonempty;
+      if ((list->first != NULL) != (((bits[b / 64] >> (b % 64)) & 1) != 0)) return false;
+      for (cache_node_t *n = cache_bucketed(list->first); n; n = cache_bucketed(n->bucket.next), bucketed++)
+        if (cache_bucket(n->size) != b || (n->state == GL_SEGMENT_CACHED_DIRTY) != (kind == 1)) return false;
+    }
+  }
+  return bucketed == listed;
+}
+
 /* Takes an entry off its state's lists and cache_age (lock held). */
 static void cache_remove(cache_node_t *node) {
   bool resident = node->state == GL_SEGMENT_CACHED_DIRTY;
@@ -396,6 +437,7 @@ static void cache_purge_detached(gl_list_t *detached, bool decommit) {
     cache_insert(n);
   }
   cache_over_limit(&doomed);
+  gl_validate(cache_is_valid());
   pthread_mutex_unlock(&cache_lock);
   cache_unmap_nodes(&doomed);
 }
@@ -447,6 +489,7 @@ static gl_segment_t *cache_take_exact(size_t size, bool *is_zero) {
   size_t mapped = 0;
   uint8_t state = 0;
   if (best) seg = cache_unlink(best, &mapped, &state);
+  gl_validate(cache_is_valid());
   pthread_mutex_unlock(&cache_lock);
   if (seg == NULL) return NULL;
   *is_zero = state == GL_SEGMENT_CACHED_ZERO;
@@ -515,6 +558,7 @@ static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_ze
   size_t sizes[CACHE_PIECES];
   uint8_t states[CACHE_PIECES];
   for (unsigned i = 0; i < count; i++) pieces[i] = cache_unlink(taken[i], &sizes[i], &states[i]);
+  gl_validate(cache_is_valid());
   pthread_mutex_unlock(&cache_lock);
   for (unsigned i = 0; i < count; i++) cache_revive(pieces[i], sizes[i], states[i]);
   if (count == 1) *is_zero = states[0] == GL_SEGMENT_CACHED_ZERO;
@@ -575,6 +619,7 @@ static void cache_put(gl_segment_t *seg, bool dirty) {
       cache_to_transit(node, &detached);
     }
   }
+  gl_validate(cache_is_valid());
   pthread_mutex_unlock(&cache_lock);
   if (node == NULL) segment_unmap(seg);
   cache_purge_detached(&detached, __atomic_load_n(&gl_options.purge_decommit, __ATOMIC_RELAXED) != 0);
