@@ -360,6 +360,7 @@ static pthread_mutex_t cache_policy_lock = GL_SPIN_MUTEX_INITIALIZER;
 static gl_demand_t cache_demand; /* bytes of live segments */
 static uint64_t cache_seen_activity, cache_quiet_since_ms;
 static uint64_t cache_unmap_checked_ms; /* cache_apply's last look for entries to unmap */
+static uint64_t cache_front_drained_ms;  /* and its last drain of the cache's front */
 
 /* A freed segment is big: refaulting it costs far more than a page, so excess
  * cached memory waits ten times longer than a page before it is purged. */
@@ -387,9 +388,16 @@ static void cache_set_limit(uint64_t now) {
 
 /* The rules for the cache (cache_policy_lock held). */
 static void cache_apply(uint64_t now, bool idle) {
+  /* The front's segments into the lists, where these rules see them: once a
+   * millisecond while busy (younger ones would wait out the delay anyway), every
+   * time when nothing waits (idle, or no delay). */
+  uint64_t delay = cache_purge_delay_ms();
+  if (idle || delay == 0 || now != cache_front_drained_ms) {
+    cache_front_drained_ms = now;
+    segment_cache_front_drain();
+  }
   if (segment_cache_bytes() == 0) return;
   cache_set_limit(now);
-  uint64_t delay = cache_purge_delay_ms();
   if (idle) {
     segment_cache_purge(0, UINT64_MAX, decommit());
   } else {
@@ -435,6 +443,7 @@ static void cache_demand_rose(uint64_t now, bool purge_beyond_keep) {
   demand_set(&cache_demand, live_segment_bytes(), now);
   cache_set_limit(now);
   if (purge_beyond_keep && segment_cache_resident_bytes() != 0) {
+    segment_cache_front_drain(); /* what it purges may be the youngest */
     size_t keep = demand_keep(&cache_demand, now, 2 * (size_t)option(&gl_options.retain_bytes));
     segment_cache_purge(keep, UINT64_MAX, decommit());
   }
@@ -470,6 +479,7 @@ void purge_cache_all(void) { purge_cache_keep(0); }
 
 void purge_cache_keep(size_t keep) {
   pthread_mutex_lock(&cache_policy_lock);
+  segment_cache_front_drain();
   segment_cache_purge(keep, UINT64_MAX, decommit());
   if (keep == 0) segment_cache_unmap(UINT64_MAX);
   pthread_mutex_unlock(&cache_policy_lock);

@@ -169,7 +169,8 @@ static size_t segment_header_size(void) {
  * pages of metadata), not in the segment's header, which a purge clears.
  * cache_age lists every entry, most recently cached first: unmapping by age reads
  * only what it unmaps.  A segment being purged is in no list (the lock is not held
- * over the madvise) and still counts as cached. */
+ * over the madvise) and still counts as cached.  Resident segments under
+ * GL_SEGMENT_SIZE pass through a small lock-free front first ("The front", below). */
 
 typedef struct cache_node_s {
   gl_link_t link;   /* cache_dirty (resident), a detached list, or the free nodes */
@@ -498,6 +499,95 @@ static gl_segment_t *cache_take_exact(size_t size, bool *is_zero) {
 
 #define CACHE_PIECES 8
 
+/* ---- The front: segments under GL_SEGMENT_SIZE freed and taken without the lock ----
+ * A thread handing large blocks to another took the cache's lock twice a block,
+ * once each side, and the two threads spent their time waiting for each other
+ * (probes handoff).  A resident segment smaller than a segment for pages goes to
+ * one of CACHE_FRONT_SLOTS slots instead when one is empty, and a large block takes
+ * one that fits from there first: one compare-and-swap each.  A slot holds the
+ * segment's address with its size in 4 KiB units in the low bits (segments start
+ * at a GL_SEGMENT_SIZE boundary), so a taker reads the size without touching the
+ * header of a segment it does not own, and the swap that empties the slot hands
+ * the segment over.  Entries stay there about a millisecond at most:
+ * segment_cache_front_drain, which purge.c's rules call once a millisecond and
+ * before anything that purges all, moves them into the cache's lists, where the
+ * rules see them.  They count as cached and resident meanwhile. */
+#define CACHE_FRONT_SLOTS 8
+#define CACHE_FRONT_SIZE_MASK ((uintptr_t)GL_SEGMENT_SIZE - 1)
+static _Atomic(uintptr_t) cache_front[CACHE_FRONT_SLOTS];
+static _Atomic(size_t) cache_front_bytes;
+static _Atomic(size_t) cache_front_served; /* taken since a put folded them into cache_served_now */
+
+static size_t front_size(uintptr_t v) { return (size_t)(v & CACHE_FRONT_SIZE_MASK) << 12; }
+
+/* Whether seg went to the front (else the caller gives it to the cache). */
+static bool cache_front_put(gl_segment_t *seg) {
+  size_t size = seg->mapped_size;
+  if (size >= GL_SEGMENT_SIZE || __atomic_load_n(&gl_options.segment_cache, __ATOMIC_RELAXED) <= 0) return false;
+  gl_assert(((uintptr_t)seg & CACHE_FRONT_SIZE_MASK) == 0 && size % 4096 == 0);
+  uintptr_t v = (uintptr_t)seg | (uintptr_t)(size >> 12);
+  __atomic_store_n(&seg->cache_state, GL_SEGMENT_CACHED_DIRTY, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < CACHE_FRONT_SLOTS; i++) {
+    uintptr_t empty = 0;
+    if (atomic_load_explicit(&cache_front[i], memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_strong_explicit(&cache_front[i], &empty, v, memory_order_release,
+                                                memory_order_relaxed)) {
+      atomic_fetch_add_explicit(&cache_front_bytes, size, memory_order_relaxed);
+      gl_counter_add(&gl_counters.segments_cached, 1);
+      atomic_fetch_add_explicit(&cache_activity, 1, memory_order_relaxed);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Takes the segment of slot i if it still holds v (owned by the caller then, live
+ * again), else NULL. */
+static gl_segment_t *cache_front_claim(unsigned i, uintptr_t v) {
+  if (!atomic_compare_exchange_strong_explicit(&cache_front[i], &v, 0, memory_order_acquire, memory_order_relaxed))
+    return NULL;
+  gl_segment_t *seg = (gl_segment_t *)(v & ~CACHE_FRONT_SIZE_MASK);
+  atomic_fetch_sub_explicit(&cache_front_bytes, front_size(v), memory_order_relaxed);
+  gl_counter_sub(&gl_counters.segments_cached, 1);
+  atomic_fetch_add_explicit(&cache_activity, 1, memory_order_relaxed);
+  __atomic_store_n(&seg->cache_state, GL_SEGMENT_LIVE, __ATOMIC_RELAXED);
+  return seg;
+}
+
+/* The smallest segment of the front of a size in [least, most], live again, or
+ * NULL (the slots share a cache line: reading them all costs one miss). */
+static gl_segment_t *cache_front_take(size_t least, size_t most) {
+  for (int tries = 0; tries < 2; tries++) {
+    unsigned best = CACHE_FRONT_SLOTS;
+    uintptr_t best_v = 0;
+    for (unsigned i = 0; i < CACHE_FRONT_SLOTS; i++) {
+      uintptr_t v = atomic_load_explicit(&cache_front[i], memory_order_relaxed);
+      if (v != 0 && front_size(v) >= least && front_size(v) <= most &&
+          (best_v == 0 || front_size(v) < front_size(best_v))) {
+        best = i;
+        best_v = v;
+      }
+    }
+    if (best == CACHE_FRONT_SLOTS) return NULL;
+    gl_segment_t *seg = cache_front_claim(best, best_v);
+    if (seg != NULL) {
+      atomic_fetch_add_explicit(&cache_front_served, 1, memory_order_relaxed);
+      return seg;
+    }
+  }
+  return NULL;
+}
+
+static void cache_put(gl_segment_t *seg, bool dirty);
+
+void segment_cache_front_drain(void) {
+  for (unsigned i = 0; i < CACHE_FRONT_SLOTS; i++) {
+    uintptr_t v = atomic_load_explicit(&cache_front[i], memory_order_relaxed);
+    gl_segment_t *seg = v != 0 ? cache_front_claim(i, v) : NULL;
+    if (seg != NULL) cache_put(seg, true);
+  }
+}
+
 /* Cached memory for a large block of `size` bytes, resident memory first, since a
  * page that is already resident costs no fault:
  *   1. a resident segment that fits (at most half again as big);
@@ -543,6 +633,13 @@ static unsigned cache_take_large(size_t size, gl_segment_t **pieces, bool *is_ze
   if (fit_only && most > 2 * size) most = 2 * size; /* taken as it is: not shrunk (segment_large_alloc) */
   unsigned count = 0;
   *is_zero = false;
+  if (mode != CACHE_TAKE_RESIDENT && size < GL_SEGMENT_SIZE) {
+    gl_segment_t *front = cache_front_take(size, most);
+    if (front != NULL) {
+      pieces[0] = front;
+      return 1;
+    }
+  }
   pthread_mutex_lock(&cache_lock);
   cache_node_t *one = cache_fit(cache_resident, cache_resident_nonempty, size, most, which);
   if (one == NULL && !fit_only) one = cache_fit(cache_resident, cache_resident_nonempty, size, SIZE_MAX, which);
@@ -608,6 +705,7 @@ static void cache_put(gl_segment_t *seg, bool dirty) {
     gl_counter_add(&gl_counters.segments_cached, 1);
     atomic_fetch_add_explicit(&cache_activity, 1, memory_order_relaxed);
     cache_served_advance(now);
+    cache_served_now += atomic_exchange_explicit(&cache_front_served, 0, memory_order_relaxed);
     if (dirty) {
       cache_insert(node);
       /* One resident segment too many: purged, not unmapped. */
@@ -671,6 +769,7 @@ void segment_cache_unmap(uint64_t cached_by_ms) {
 
 /* Unmaps every cached segment; whether there was any. */
 static bool cache_unmap_all(void) {
+  segment_cache_front_drain();
   if (segment_cache_bytes() == 0) return false;
   segment_cache_unmap(UINT64_MAX);
   return true;
@@ -686,8 +785,14 @@ void segment_cache_limit(size_t purged_bytes) {
   cache_unmap_nodes(&doomed);
 }
 
-size_t segment_cache_resident_bytes(void) { return __atomic_load_n(&cache_resident_bytes, __ATOMIC_RELAXED); }
-size_t segment_cache_bytes(void) { return __atomic_load_n(&cache_total_bytes, __ATOMIC_RELAXED); }
+size_t segment_cache_resident_bytes(void) {
+  return __atomic_load_n(&cache_resident_bytes, __ATOMIC_RELAXED) +
+         atomic_load_explicit(&cache_front_bytes, memory_order_relaxed);
+}
+size_t segment_cache_bytes(void) {
+  return __atomic_load_n(&cache_total_bytes, __ATOMIC_RELAXED) +
+         atomic_load_explicit(&cache_front_bytes, memory_order_relaxed);
+}
 uint64_t segment_cache_activity(void) { return atomic_load_explicit(&cache_activity, memory_order_relaxed); }
 
 /* In a fork child: if another thread held cache_lock at the fork, the lists may be
@@ -1230,5 +1335,6 @@ void segment_large_free(gl_segment_t *seg, bool resident) {
   /* All but the header page, which cache_put purges with its own. */
   size_t page = os_page_size();
   if (!resident) resident = !os_purge((uint8_t *)seg + page, seg->mapped_size - page, true);
+  if (resident && cache_front_put(seg)) return;
   cache_put(seg, resident);
 }

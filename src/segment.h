@@ -119,6 +119,9 @@ GL_HIDDEN void segment_cache_unmap(uint64_t cached_by_ms);
 GL_HIDDEN void segment_cache_limit(size_t purged_bytes);
 GL_HIDDEN size_t segment_cache_resident_bytes(void);
 GL_HIDDEN size_t segment_cache_bytes(void);
+/* Moves the segments of the cache's lock-free front (segment.c) into its lists,
+ * where segment_cache_purge and segment_cache_unmap see them. */
+GL_HIDDEN void segment_cache_front_drain(void);
 /* Counts segments entering and leaving the cache: a sign of activity. */
 GL_HIDDEN uint64_t segment_cache_activity(void);
 /* In a fork child: forgets a cache another thread was changing at the fork. */

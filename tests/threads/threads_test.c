@@ -499,6 +499,75 @@ static void test_remote_lists(void) {
 #endif
 }
 
+/* ================= 8. large blocks handed between threads =================
+ * Producers allocate blocks of 64 KiB - 1 MiB and hand them to consumers, which
+ * free them: the segment cache's lock-free front (segment.c) passes segments
+ * between the two sides with one compare-and-swap each.  The first and last 256
+ * bytes of each block carry a pattern of its address and size, checked before the
+ * free: a segment handed to two owners at once shows as a pattern overwritten. */
+#define HANDOFF_SLOTS 64
+#define HANDOFF_EDGE 256
+static _Atomic(void *) handoff_slots[HANDOFF_SLOTS];
+static _Atomic(size_t) handoff_consumed;
+
+static size_t handoff_size(const void *p) {
+  size_t n;
+  memcpy(&n, (const char *)p + HANDOFF_EDGE, sizeof n);
+  return n;
+}
+
+static void *handoff_producer(void *arg) {
+  uint64_t rng = (uintptr_t)arg * 7919 + 3;
+  for (size_t i = 0; i < SCALED(6000); i++) {
+    size_t n = rng_range(&rng, 64 * KiB, 1088 * KiB);
+    char *p = malloc(n);
+    CHECK(p != NULL);
+    pattern_fill_seed(p, HANDOFF_EDGE, tu_seed(p, n));
+    memcpy(p + HANDOFF_EDGE, &n, sizeof n);
+    pattern_fill_seed(p + n - HANDOFF_EDGE, HANDOFF_EDGE, tu_seed(p, n) + 1);
+    for (unsigned k = (unsigned)(rng_next(&rng) % HANDOFF_SLOTS);; k = (k + 1) % HANDOFF_SLOTS) {
+      void *empty = NULL;
+      if (atomic_compare_exchange_strong(&handoff_slots[k], &empty, p)) break;
+      if (k == 0) sched_yield();
+    }
+  }
+  return NULL;
+}
+
+static void *handoff_consumer(void *arg) {
+  size_t total = (size_t)(uintptr_t)arg;
+  while (atomic_load(&handoff_consumed) < total) {
+    bool got = false;
+    for (unsigned k = 0; k < HANDOFF_SLOTS; k++) {
+      char *p = atomic_exchange(&handoff_slots[k], NULL);
+      if (p == NULL) continue;
+      size_t n = handoff_size(p);
+      CHECKF(n >= 64 * KiB && n <= 1088 * KiB, "handed-off block %p: size word %zu overwritten", (void *)p, n);
+      CHECKF(pattern_check_seed(p, HANDOFF_EDGE, tu_seed(p, n)) < 0 &&
+                 pattern_check_seed(p + n - HANDOFF_EDGE, HANDOFF_EDGE, tu_seed(p, n) + 1) < 0,
+             "handed-off block %p (%zu bytes) overwritten", (void *)p, n);
+      free(p);
+      atomic_fetch_add(&handoff_consumed, 1);
+      got = true;
+    }
+    if (!got) sched_yield();
+  }
+  return NULL;
+}
+
+static void test_large_handoff(void) {
+  enum { P = 2, C = 2 };
+  size_t total = (size_t)P * SCALED(6000);
+  atomic_store(&handoff_consumed, 0);
+  pthread_t pt[P], ct[C];
+  for (int i = 0; i < C; i++)
+    CHECK(pthread_create(&ct[i], NULL, handoff_consumer, (void *)(uintptr_t)total) == 0);
+  for (int i = 0; i < P; i++) CHECK(pthread_create(&pt[i], NULL, handoff_producer, (void *)(uintptr_t)(i + 1)) == 0);
+  for (int i = 0; i < P; i++) pthread_join(pt[i], NULL);
+  for (int i = 0; i < C; i++) pthread_join(ct[i], NULL);
+  CHECK(atomic_load(&handoff_consumed) == total);
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0); /* keep output that precedes a failure */
   struct {
@@ -510,7 +579,8 @@ int main(void) {
                {"churn", test_churn},
                {"remote_lists", test_remote_lists},
                {"large_growth", test_large_growth},
-               {"alloc_after_exit", test_alloc_after_exit}};
+               {"alloc_after_exit", test_alloc_after_exit},
+               {"large_handoff", test_large_handoff}};
   double t_all = now_s();
   for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
     double t0 = now_s();
