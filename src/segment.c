@@ -527,17 +527,20 @@ static bool cache_front_put(gl_segment_t *seg) {
   gl_assert(((uintptr_t)seg & CACHE_FRONT_SIZE_MASK) == 0 && size % 4096 == 0);
   uintptr_t v = (uintptr_t)seg | (uintptr_t)(size >> 12);
   __atomic_store_n(&seg->cache_state, GL_SEGMENT_CACHED_DIRTY, __ATOMIC_RELAXED);
+  /* Counted before the swap publishes it: a taker's decrement may follow at once. */
+  atomic_fetch_add_explicit(&cache_front_bytes, size, memory_order_relaxed);
+  gl_counter_add(&gl_counters.segments_cached, 1);
   for (unsigned i = 0; i < CACHE_FRONT_SLOTS; i++) {
     uintptr_t empty = 0;
     if (atomic_load_explicit(&cache_front[i], memory_order_relaxed) == 0 &&
         atomic_compare_exchange_strong_explicit(&cache_front[i], &empty, v, memory_order_release,
                                                 memory_order_relaxed)) {
-      atomic_fetch_add_explicit(&cache_front_bytes, size, memory_order_relaxed);
-      gl_counter_add(&gl_counters.segments_cached, 1);
       atomic_fetch_add_explicit(&cache_activity, 1, memory_order_relaxed);
       return true;
     }
   }
+  atomic_fetch_sub_explicit(&cache_front_bytes, size, memory_order_relaxed);
+  gl_counter_sub(&gl_counters.segments_cached, 1);
   return false;
 }
 
