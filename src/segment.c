@@ -499,6 +499,12 @@ static gl_segment_t *cache_take_exact(size_t size, bool *is_zero) {
 
 #define CACHE_PIECES 8
 
+/* Whether more than one thread heap lives: large blocks then take cached segments
+ * as they are (segment_large_alloc), pass through the front (below) and grow by
+ * moving fewer cached pages (segment_grow), since every remap interrupts the CPUs
+ * running the other threads. */
+static bool several_thread_heaps(void) { return gl_counter_get(&gl_counters.heaps) > 1; }
+
 /* ---- The front: segments under GL_SEGMENT_SIZE freed and taken without the lock ----
  * A thread handing large blocks to another took the cache's lock twice a block,
  * once each side, and the two threads spent their time waiting for each other
@@ -1202,7 +1208,7 @@ gl_segment_t *segment_grow(gl_segment_t *seg, size_t new_size, bool *from_cache)
   *from_cache = false;
   gl_assert(new_size > old_size); /* shrinking is segment_resize's */
   size_t extra = new_size - old_size;
-  size_t least = gl_counter_get(&gl_counters.heaps) > 1 ? GROW_MOVE_MIN_THREADED : GROW_MOVE_MIN;
+  size_t least = several_thread_heaps() ? GROW_MOVE_MIN_THREADED : GROW_MOVE_MIN;
   gl_segment_t *pieces[CACHE_PIECES];
   bool is_zero;
   unsigned count = extra >= least && segment_cache_resident_bytes() >= least &&
@@ -1259,7 +1265,7 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero, 
      * pieces keeps a program that doubles its tables from faulting fresh pages
      * beside them (Python: 2.4 MB more at peak without it). */
     bool fit_only = offset != GL_LARGE_OFFSET ||
-                    (needed < GL_SEGMENT_SIZE && gl_counter_get(&gl_counters.heaps) > 1);
+                    (needed < GL_SEGMENT_SIZE && several_thread_heaps());
     unsigned count = cache_take_large(needed, pieces, is_zero, fit_only ? CACHE_TAKE_FIT : CACHE_TAKE_ANY);
     size_t taken = 0;
     for (unsigned i = 0; i < count; i++) taken += pieces[i]->mapped_size;
@@ -1342,6 +1348,6 @@ void segment_large_free(gl_segment_t *seg, bool resident) {
    * segments are better in the lists, where a bigger block assembles them
    * (cache_take_large) -- through the front, a program doubling a buffer up to
    * 256 MiB faulted 3% more (probes vector-doubling), Python's bench run 3-10%. */
-  if (resident && gl_counter_get(&gl_counters.heaps) > 1 && cache_front_put(seg)) return;
+  if (resident && several_thread_heaps() && cache_front_put(seg)) return;
   cache_put(seg, resident);
 }
