@@ -466,19 +466,48 @@ static gl_page_t *heap_take_kept(gl_heap_t *heap, unsigned cls) {
 
 /* The page to allocate a block of class cls from: the first of its queue with a
  * free block (gathering frees, moving exhausted pages to the full list on the way),
- * else a new page. */
+ * else a new page.  A dry page that can still carve blocks (page_extend) carves
+ * them only when none of the FIND_BEHIND_SCAN pages behind it holds, in its
+ * owner's frees, at least as much memory as a carve touches (GL_CARVE_BYTES):
+ * carving touches memory the process never used, while freed blocks stay resident
+ * until their page empties.  A thread whose medium blocks come and go at random
+ * otherwise carved the page at the front while the pages behind held as many free
+ * blocks (bench aligned: 8.2 k faults, 7.1 k with this; scale heap 1: 41-47%
+ * memory overhead, 25-31%).  Fewer free bytes than a carve stay where they are:
+ * a few scattered small blocks instead of a fresh run of them cost a big heap its
+ * locality (scale heap 2048: 12% slower a step).  The pages behind are only looked
+ * at: gathering their remote frees one page at a time, or sending dry ones to the
+ * full list (whose remote frees then notify the owner), cost a producer-consumer
+ * program 12% of its speed (bench xmalloc). */
+#define FIND_BEHIND_SCAN 8
 static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
-  gl_page_t *page = queue_first(heap, cls);
+  gl_page_t *page = queue_first(heap, cls), *carvable = NULL;
   while (page != NULL) {
     gl_page_t *next = list_page(page->link.next);
     page_gather_frees(page, false);
-    if (page->free != NULL || page_extend(page)) break;
+    if (page->free != NULL) break;
+    if (page->capacity < page->reserved) {
+      carvable = page;
+      break;
+    }
     if (!heap_page_to_full(heap, page)) {
       page_gather_frees(page, false);
       gl_assert(page->free != NULL);
       break;
     }
     page = next;
+  }
+  if (carvable != NULL) {
+    bool sampling = __atomic_load_n(&profile_sampling, __ATOMIC_RELAXED);
+    page = list_page(carvable->link.next);
+    for (unsigned seen = 0; page != NULL && seen < FIND_BEHIND_SCAN; seen++) {
+      if ((size_t)(page->capacity - page->used) * page->block_size >= GL_CARVE_BYTES) {
+        if (page->local_free != NULL && page->free == NULL) page_free_from_local(page, sampling);
+        if (page->free != NULL) break;
+      }
+      page = list_page(page->link.next);
+    }
+    if (page == NULL || page->free == NULL) page = page_extend(carvable) ? carvable : NULL;
   }
   if (page != NULL) {
     kept_clear(heap, page);

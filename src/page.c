@@ -130,12 +130,7 @@ bool page_extend(gl_page_t *page) {
   if (page->capacity >= page->reserved) return false;
   gl_assert(page->free == NULL);
   size_t bs = page->block_size;
-  /* About 4 KiB at a time (memory becomes resident as it is carved), 4 to 64
-   * blocks: a page reset by galleon_heap_destroy is carved again for each request,
-   * and carving far more tiny blocks than a request uses costs more than it saves. */
-  uint32_t n = (uint32_t)(4096 / bs);
-  if (n < 4) n = 4;
-  if (n > 64) n = 64;
+  uint32_t n = page_carve_count(bs);
   if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
   uint8_t *first = page->start + (size_t)page->capacity * bs;
   uint8_t *last = first + (size_t)(n - 1) * bs;

@@ -32,6 +32,15 @@ GL_INLINE bool page_is_block_start(const gl_page_t *page, const void *p, bool ow
   return offset * page->block_magic < limit;
 }
 
+/* How many blocks of size bs page_extend carves at a time: about GL_CARVE_BYTES
+ * (memory becomes resident as it is carved), 4 to 64 blocks -- a page reset by
+ * galleon_heap_destroy is carved again for each request, and carving far more tiny
+ * blocks than a request uses costs more than it saves. */
+GL_INLINE uint32_t page_carve_count(size_t bs) {
+  size_t n = GL_CARVE_BYTES / bs;
+  return n < 4 ? 4 : n > 64 ? 64 : (uint32_t)n;
+}
+
 /* The page fields of that test, for block size d and `capacity` carved blocks. */
 GL_INLINE uint64_t page_block_magic(size_t d) { return UINT64_MAX / d + 2; }
 GL_INLINE uint64_t page_carved_limit(size_t d, uint32_t capacity) {

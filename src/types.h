@@ -78,6 +78,7 @@
 #define GL_CLASS_COUNT 49 /* class 0 unused; 1..8: 16..128 step 16; then 4 per power of two */
 #define GL_PAGE_START_ALIGN ((size_t)16 * 1024) /* every page start is a multiple of this */
 #define GL_LARGE_OFFSET ((size_t)4096) /* where a large block starts in its segment */
+#define GL_CARVE_BYTES ((size_t)4096) /* a page carves about this much at a time (page_extend) */
 #define GL_MAX_ALLOC ((size_t)PTRDIFF_MAX)
 /* Alignments above this fail with ENOMEM, like requests the address space cannot
  * hold: every alignment and size computation stays far from wrapping. */
