@@ -24,6 +24,7 @@ PROGRAMS = {
     "scale": ("scale.c", [], []),
     "realloc": ("realloc.c", [], []),
     "aligned": ("aligned.c", [], []),
+    "mixed": ("mixed.c", [], []),
     "fragment": ("fragment.c", [], []),
     "fastpath": ("fastpath.c", [], []),
     "fastpath-stub": ("fastpath.c", ["-DSTUB"], []),

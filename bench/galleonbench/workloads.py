@@ -136,6 +136,9 @@ TABLE = [
          desc="realloc growth: string appends and vector doubling"),
     dict(name="aligned", kind="c", prog="aligned", quick=[60000, T], full=[4000000, T],
          desc="posix_memalign/aligned_alloc 16 B-2 MiB mixed with malloc"),
+    dict(name="mixed", kind="c", prog="mixed", quick=[200, T], full=[3000, T],
+         desc="rpmalloc-benchmark shape: every slot of 2,000 replaced each round by 16 B-128 KiB, "
+              "batches handed to a neighbour thread"),
     dict(name="fragment", kind="c", prog="fragment", quick=[96, T], full=[600, T],
          desc="fragmentation & memory return: RSS after freeing 90% (no trim)",
          extra=FRAGMENT_EXTRA, mem=("shrunk_mb", "idle_mb")),
