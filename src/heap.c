@@ -478,7 +478,12 @@ static gl_page_t *heap_take_kept(gl_heap_t *heap, unsigned cls) {
  * locality (scale heap 2048: 12% slower a step).  The pages behind are only looked
  * at: gathering their remote frees one page at a time, or sending dry ones to the
  * full list (whose remote frees then notify the owner), cost a producer-consumer
- * program 12% of its speed (bench xmalloc). */
+ * program 12% of its speed (bench xmalloc).  The carvable page then goes to the
+ * back of the queue, where the walk reaches it once the pages before it are dry,
+ * rather than being looked past at every refill.  What it costs is refills: a
+ * page taken from behind holds fewer blocks than a carve adds (callgrind, a
+ * random one of 4,096 blocks freed and 16-1,024 B allocated: 84 -> 86
+ * instructions a step; 88 without the move to the back). */
 #define FIND_BEHIND_SCAN 8
 static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
   gl_page_t *page = queue_first(heap, cls), *carvable = NULL;
@@ -507,7 +512,14 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
       }
       page = list_page(page->link.next);
     }
-    if (page == NULL || page->free == NULL) page = page_extend(carvable) ? carvable : NULL;
+    if (page == NULL || page->free == NULL) {
+      page = page_extend(carvable) ? carvable : NULL;
+    } else {
+      /* Behind the others, so that the next refills do not look past it again
+       * before their pages run dry. */
+      class_queue_remove(heap, carvable);
+      class_queue_push(heap, carvable, false);
+    }
   }
   if (page != NULL) {
     kept_clear(heap, page);
