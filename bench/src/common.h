@@ -52,6 +52,18 @@ static inline uint64_t rng_range(uint64_t *s, uint64_t lo, uint64_t hi) { /* inc
   return lo + rng_next(s) % (hi - lo + 1);
 }
 
+/* A size drawn from tiers: x = rng % `total` picks the first tier with x < below,
+ * then a size in [lo, hi] of that tier (the last tier's `below` is `total`). */
+typedef struct {
+  uint32_t below, lo, hi;
+} size_tier_t;
+static inline size_t size_from_tiers(uint64_t *r, uint32_t total, const size_tier_t *tiers) {
+  uint64_t x = rng_next(r) % total;
+  const size_tier_t *t = tiers;
+  while (x >= t->below) t++;
+  return (size_t)rng_range(r, t->lo, t->hi);
+}
+
 static UNUSED void *xmalloc(size_t n) {
   void *p = malloc(n);
   if (p == NULL) die("malloc(%zu) returned NULL", n);

@@ -37,10 +37,8 @@ static int nthreads;
 static long rounds;
 
 static size_t pick_size(uint64_t *r) {
-  uint64_t x = rng_next(r) % 1000;
-  if (x < 800) return (size_t)rng_range(r, 16, 256);
-  if (x < 980) return (size_t)rng_range(r, 257, 8192);
-  return (size_t)rng_range(r, 8193, 128 * 1024);
+  static const size_tier_t tiers[] = {{800, 16, 256}, {980, 257, 8192}, {1000, 8193, 128 * 1024}};
+  return size_from_tiers(r, 1000, tiers);
 }
 
 static void *worker(void *arg) {

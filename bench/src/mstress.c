@@ -23,10 +23,8 @@ static pthread_barrier_t bar;
 static atomic_long total_ops;
 
 static size_t rand_size(uint64_t *r) {
-  uint64_t x = rng_next(r) % 100;
-  if (x < 80) return (size_t)rng_range(r, 16, 256);
-  if (x < 95) return (size_t)rng_range(r, 257, 4096);
-  return (size_t)rng_range(r, 4097, 16384);
+  static const size_tier_t tiers[] = {{80, 16, 256}, {95, 257, 4096}, {100, 4097, 16384}};
+  return size_from_tiers(r, 100, tiers);
 }
 static hdr_t *blk_new(uint64_t *r, uint64_t id) {
   size_t n = rand_size(r);

@@ -49,10 +49,9 @@ static pthread_barrier_t bar;
 static unsigned char fill_of(uint64_t id) { return (unsigned char)(0x5a ^ (id * 29)); }
 
 static size_t pick_size(uint64_t *r) {
-  uint64_t x = rng_next(r) % 100;
-  if (x < 65) return (size_t)rng_range(r, 32, 512); /* the header takes 24 */
-  if (x < 90) return (size_t)rng_range(r, 513, 8192);
-  return (size_t)rng_range(r, 8193, 128 * 1024);
+  /* 32 B at least: the header takes 24. */
+  static const size_tier_t tiers[] = {{65, 32, 512}, {90, 513, 8192}, {100, 8193, 128 * 1024}};
+  return size_from_tiers(r, 100, tiers);
 }
 
 static blk_t *blk_new(lane_t *L, int t) {
