@@ -287,10 +287,36 @@ static void queue_apply(gl_purge_queue_t *q, uint64_t now, bool idle) {
   queue_purge(q, now, keep, idle);
 }
 
-gl_page_t *purge_page_alloc(gl_purge_queue_t *q, struct gl_heap_s *heap, gl_kind_t kind, bool *is_zero) {
+/* A dirty page that last held blocks of `block_size`, among the SAME_SIZE_SCAN
+ * oldest in the queue (the next ones the rules would purge), or NULL.  A page
+ * handed from one size class to another keeps resident every OS page that either
+ * class touched, and blocks of another size touch other offsets: a page that went
+ * round the classes of a program writing only part of each block (headers, a
+ * buffer filled a little) ended up resident whole while each class used a few
+ * blocks of it.  The same class touches the same offsets again (bench mixed: 9.2 k
+ * -> 7.0 k faults, aligned 7.2 k -> 6.1 k, glibc-thread 3.1 k -> 2.5 k).  The
+ * secure build keeps its random placement (segment_page_alloc). */
+#define SAME_SIZE_SCAN 16
+static gl_page_t *queue_find_same_size(gl_purge_queue_t *q, uint32_t block_size) {
+  if (GL_SECURE) return NULL;
+  unsigned seen = 0;
+  for (gl_page_t *p = queue_page(q->pages.first); p != NULL && seen < SAME_SIZE_SCAN;
+       p = queue_page(p->link.next), seen++)
+    if (p->block_size == block_size) return p;
+  return NULL;
+}
+
+gl_page_t *purge_page_alloc(gl_purge_queue_t *q, struct gl_heap_s *heap, gl_kind_t kind, uint32_t block_size,
+                            bool *is_zero) {
   bool was_dirty = false;
   pthread_mutex_lock(&q->segs->lock);
-  gl_page_t *page = segment_page_alloc(q->segs, heap, kind, is_zero, &was_dirty);
+  gl_page_t *page = queue_find_same_size(q, block_size);
+  if (page != NULL) {
+    gl_assert(segment_of(page)->kind == kind);
+    segment_page_take(q->segs, page, is_zero, &was_dirty);
+  } else {
+    page = segment_page_alloc(q->segs, heap, kind, is_zero, &was_dirty);
+  }
   if (page != NULL) {
     size_t area = segment_page_area(page);
     if (was_dirty) {

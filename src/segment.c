@@ -950,7 +950,14 @@ gl_page_t *segment_page_alloc(gl_segset_t *set, struct gl_heap_s *heap, gl_kind_
   }
 #endif
   gl_page_t *page = segment_page(seg, idx);
-  uint64_t bit = (uint64_t)1 << idx;
+  segment_page_take(set, page, is_zero, was_dirty);
+  return page;
+}
+
+void segment_page_take(gl_segset_t *set, gl_page_t *page, bool *is_zero, bool *was_dirty) {
+  gl_segment_t *seg = segment_of(page);
+  gl_assert(page->state != GL_PAGE_IN_USE);
+  uint64_t bit = (uint64_t)1 << page->index;
   *was_dirty = page->state == GL_PAGE_FREE_DIRTY;
   if (*was_dirty) page->mem_is_zero = 0;
   *is_zero = page->mem_is_zero;
@@ -960,7 +967,6 @@ gl_page_t *segment_page_alloc(gl_segset_t *set, struct gl_heap_s *heap, gl_kind_
   if (seg->free_mask == 0) avail_remove(set, seg);
   __atomic_store_n(&page->state, GL_PAGE_IN_USE, __ATOMIC_RELAXED);
   gl_validate(segment_is_valid(seg));
-  return page;
 }
 
 void segment_page_free(gl_segset_t *set, gl_page_t *page) {

@@ -76,6 +76,8 @@ GL_HIDDEN void segment_set_init(gl_segset_t *set);
  * NULL when no memory can be had. */
 GL_HIDDEN gl_page_t *segment_page_alloc(gl_segset_t *set, struct gl_heap_s *heap, gl_kind_t kind,
                                         bool *is_zero, bool *was_dirty);
+/* That unused page in particular, now in use (as segment_page_alloc). */
+GL_HIDDEN void segment_page_take(gl_segset_t *set, gl_page_t *page, bool *is_zero, bool *was_dirty);
 /* A page that no longer holds blocks: unused and dirty (resident). */
 GL_HIDDEN void segment_page_free(gl_segset_t *set, gl_page_t *page);
 /* Purges every dirty page of seg, one madvise per run of adjacent pages; returns

@@ -697,6 +697,48 @@ static void test_freed_before_carved(void) {
   CHECK(pthread_join(t, NULL) == 0);
 }
 
+/* A page that emptied goes back, resident, to the heap's queue of free pages; the
+ * next page a size class needs is one that last held that size, if a recent one
+ * did (purge.c, queue_find_same_size): blocks of another size touch other offsets,
+ * so a page handed round the classes of a program that writes part of each block
+ * ends up resident whole.  Two pages of 24 KiB blocks, then two of 28 KiB, all
+ * freed: a new 24 KiB block must start a page the 24 KiB blocks had, a 28 KiB one a
+ * page of theirs.  Fails when the lowest free page goes first (both land in the
+ * first 24 KiB page). */
+static void *same_size_page_thread(void *arg) {
+  (void)arg;
+  enum { A = 24 * 1024, B = 28 * 1024, NA = 42, NB = 36 };
+  static void *a[NA], *b[NB];
+  for (int i = 0; i < NA; i++) CHECK((a[i] = malloc(A)) != NULL);
+  for (int i = 0; i < NB; i++) CHECK((b[i] = malloc(B)) != NULL);
+  for (int i = 0; i < NA; i++) free(a[i]);
+  for (int i = 0; i < NB; i++) free(b[i]);
+  void *nb = malloc(B), *na = malloc(A);
+  CHECK(nb != NULL && na != NULL);
+  int b_home = 0, a_home = 0;
+  for (int i = 0; i < NB; i++) b_home += nb == b[i];
+  for (int i = 0; i < NA; i++) a_home += na == a[i];
+  printf("same-size page: a new %d B block %s a page of %d B blocks, a new %d B block %s\n", B,
+         b_home ? "starts" : "does not start", B, A, a_home ? "too" : "does not");
+  CHECKF(b_home && a_home, "an emptied page went to another size class (%d B: %d, %d B: %d)", B, b_home, A, a_home);
+  free(nb);
+  free(na);
+  return NULL;
+}
+
+static void test_same_size_page(void) {
+  /* Emptied pages go to the queue (none kept in their class), and none is purged
+   * before the test looks. */
+  long retain = galleon_option_get("retain_bytes"), delay = galleon_option_get("purge_delay_ms");
+  CHECK(galleon_option_set("retain_bytes", 0) == 0);
+  CHECK(galleon_option_set("purge_delay_ms", 60000) == 0);
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, same_size_page_thread, NULL) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+  CHECK(galleon_option_set("retain_bytes", retain) == 0);
+  CHECK(galleon_option_set("purge_delay_ms", delay) == 0);
+}
+
 static void test_warm_reuse(void) {
   pthread_t f;
   CHECK(pthread_create(&f, NULL, full_page_reuse_thread, NULL) == 0);
@@ -723,6 +765,7 @@ int main(void) {
    * heap of its own. */
   test_sizes_in_turn();
   test_freed_before_carved();
+  test_same_size_page();
   test_small_blocks_returned();
   test_large_returned();
   test_trim_keeps_pad();
