@@ -293,8 +293,8 @@ static void queue_apply(gl_purge_queue_t *q, uint64_t now, bool idle) {
  * class touched, and blocks of another size touch other offsets: a page that went
  * round the classes of a program writing only part of each block (headers, a
  * buffer filled a little) ended up resident whole while each class used a few
- * blocks of it.  The same class touches the same offsets again (bench mixed: 9.2 k
- * -> 7.0 k faults, aligned 7.2 k -> 6.1 k, glibc-thread 3.1 k -> 2.5 k).  The
+ * blocks of it.  The same class touches the same offsets again (bench mixed: 9.8 k
+ * -> 6.8 k faults, aligned 7.5 k -> 6.0 k, glibc-thread 2.9 k -> 2.4 k).  The
  * secure build keeps its random placement (segment_page_alloc). */
 #define SAME_SIZE_SCAN 16
 static gl_page_t *queue_find_same_size(gl_purge_queue_t *q, uint32_t block_size) {
