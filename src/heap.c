@@ -539,7 +539,7 @@ static gl_page_t *heap_find_page(gl_heap_t *heap, unsigned cls) {
   }
   bool is_zero = false;
   page = heap_take_kept(heap, cls);
-  if (page == NULL) page = purge_page_alloc(&heap->purge, heap, sizeclass_kind(cls), (uint32_t)sizeclass_block_size(cls), &is_zero);
+  if (page == NULL) page = purge_page_alloc(&heap->purge, heap, cls, &is_zero);
   if (page == NULL) return NULL;
   page_init(page, heap, (uint8_t)cls, is_zero, next_key(heap));
   page_extend(page);

@@ -8,6 +8,7 @@
 #include "check.h"
 #include "options.h"
 #include "purge.h"
+#include "sizeclass.h"
 
 static long option(long *value) { return __atomic_load_n(value, __ATOMIC_RELAXED); }
 static bool decommit(void) { return option(&gl_options.purge_decommit) != 0; }
@@ -306,11 +307,11 @@ static gl_page_t *queue_find_same_size(gl_purge_queue_t *q, uint32_t block_size)
   return NULL;
 }
 
-gl_page_t *purge_page_alloc(gl_purge_queue_t *q, struct gl_heap_s *heap, gl_kind_t kind, uint32_t block_size,
-                            bool *is_zero) {
+gl_page_t *purge_page_alloc(gl_purge_queue_t *q, struct gl_heap_s *heap, unsigned cls, bool *is_zero) {
+  gl_kind_t kind = sizeclass_kind(cls);
   bool was_dirty = false;
   pthread_mutex_lock(&q->segs->lock);
-  gl_page_t *page = queue_find_same_size(q, block_size);
+  gl_page_t *page = queue_find_same_size(q, (uint32_t)sizeclass_block_size(cls));
   if (page != NULL) {
     gl_assert(segment_of(page)->kind == kind);
     segment_page_take(q->segs, page, is_zero, &was_dirty);

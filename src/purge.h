@@ -41,11 +41,10 @@
 
 /* Sets up a heap's queue and hands it to the purger (queues are never freed). */
 GL_HIDDEN void purge_queue_init(gl_purge_queue_t *q, gl_segset_t *segs);
-/* A page of `kind` for `heap` to put into use for blocks of `block_size`: resident
- * pages first, one that last held that size before any other; NULL when no memory
- * can be had. */
-GL_HIDDEN gl_page_t *purge_page_alloc(gl_purge_queue_t *q, struct gl_heap_s *heap, gl_kind_t kind,
-                                      uint32_t block_size, bool *is_zero);
+/* A page for `heap` to put into use for size class `cls`: resident pages first, one
+ * that last held that class's block size before any other; NULL when no memory can
+ * be had. */
+GL_HIDDEN gl_page_t *purge_page_alloc(gl_purge_queue_t *q, struct gl_heap_s *heap, unsigned cls, bool *is_zero);
 /* A page with no block left leaves use: queued dirty, purged by the rules above. */
 GL_HIDDEN void purge_page_free(gl_purge_queue_t *q, gl_page_t *page);
 /* The owner's periodic look (slow path): applies the rules if anything is dirty. */
