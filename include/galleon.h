@@ -175,13 +175,16 @@ GALLEON_API void galleon_stats_print(int fd, int json);
  * heapmap` draws): {"galleon": version, "format": "heap", "segment_size",
  * "direct_max", "heaps": [{"nr", "state": "active"|"abandoned"|"unused", "self":
  * whether it is the calling thread's, "segments": [{"address", "kind": "small"|"medium",
- * "mapped", "page_size", "pages": [{"state": "in_use", "class", "block_size",
- * "used", "capacity", "reserved"} or {"state": "dirty"|"clean"}, ...]}]}],
- * "large": {"blocks", "bytes", "in_use_bytes"}, "cache": {"segments", "bytes",
- * "resident_bytes"}}.  used: blocks handed out; capacity: blocks carved so far;
- * reserved: blocks that fit in the page; dirty: unused and resident; clean: unused
- * and purged.  Large blocks and the cache are totals (they belong to no heap).
- * Never allocates; takes each heap's lock in turn, never while writing. */
+ * "mapped", "page_size", "resident", "pages": [{"state": "in_use", "class", "block_size",
+ * "used", "capacity", "reserved", "resident"} or {"state": "dirty"|"clean",
+ * "resident"}, ...]}]}], "large": {"blocks", "bytes", "in_use_bytes"}, "cache":
+ * {"segments", "bytes", "resident_bytes"}}.  used: blocks handed out; capacity:
+ * blocks carved so far; reserved: blocks that fit in the page; dirty: unused and
+ * resident; clean: unused and purged; resident: bytes of the page (of a segment:
+ * the whole segment, header included) in RAM when it was read (mincore, after the
+ * heap's lock is let go; left out when the kernel does not say).  Large blocks and
+ * the cache are totals (they belong to no heap).  Never allocates; takes each
+ * heap's lock in turn, never while writing. */
 GALLEON_API void galleon_dump_pages(int fd);
 
 /* ---- Options ----

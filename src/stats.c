@@ -476,13 +476,17 @@ int galleon_malloc_info(int options, FILE *stream) {
 typedef struct page_snap_s {
   uint8_t state, class_idx;
   uint32_t block_size, used, capacity, reserved;
+  uint32_t start, area; /* the page's memory: offset in its segment, bytes */
+  uint32_t resident;    /* bytes of it resident (segment_residency) */
 } page_snap_t;
 
 typedef struct segment_snap_s {
   uintptr_t address;
   size_t mapped_size;
   uint8_t kind, page_shift;
+  bool resident_known;
   uint32_t page_count;
+  size_t resident; /* the whole segment's, header included */
   page_snap_t pages[GL_SMALL_PAGES];
 } segment_snap_t;
 
@@ -509,11 +513,33 @@ static bool segment_snapshot(gl_heap_t *h, int kind, size_t index, segment_snap_
       p->used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
       p->capacity = __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
       p->reserved = __atomic_load_n(&page->reserved, __ATOMIC_RELAXED);
+      p->start = (uint32_t)((uint8_t *)page->start - (uint8_t *)seg);
+      p->area = (uint32_t)segment_page_area(page);
     }
     found = true;
   }
   pthread_mutex_unlock(&h->segs.lock);
   return found;
+}
+
+/* Which of the snapshot's memory is resident (mincore), after its heap's lock is
+ * let go: what a page holds in RAM beside what it has carved shows where a
+ * process's RSS goes (a page that served other size classes before stays resident
+ * where they wrote).  Unknown when the kernel does not say (the segment left its
+ * heap meanwhile and was unmapped). */
+static void segment_residency(segment_snap_t *s) {
+  uint8_t resident[GL_SEGMENT_SIZE / 4096];
+  size_t os_page = os_page_size(), count = s->mapped_size / os_page;
+  s->resident_known = count <= sizeof resident && os_resident((void *)s->address, count, resident);
+  s->resident = 0;
+  for (unsigned i = 0; i < s->page_count; i++) s->pages[i].resident = 0;
+  if (!s->resident_known) return;
+  for (size_t k = 0; k < count; k++) s->resident += (resident[k] & 1) ? os_page : 0;
+  for (unsigned i = 0; i < s->page_count; i++) {
+    page_snap_t *p = &s->pages[i];
+    for (size_t k = p->start / os_page; k < count && k < ((size_t)p->start + p->area) / os_page; k++)
+      p->resident += (resident[k] & 1) ? (uint32_t)os_page : 0;
+  }
 }
 
 static void put_json_num(out_t *o, const char *name, size_t v, bool comma) {
@@ -532,6 +558,7 @@ static void put_segment_json(out_t *o, const segment_snap_t *s) {
   put(o, "\",");
   put_json_num(o, "mapped", s->mapped_size, true);
   put_json_num(o, "page_size", (size_t)1 << s->page_shift, true);
+  if (s->resident_known) put_json_num(o, "resident", s->resident, true);
   put(o, "\"pages\":[");
   for (unsigned i = 0; i < s->page_count; i++) {
     const page_snap_t *p = &s->pages[i];
@@ -542,11 +569,13 @@ static void put_segment_json(out_t *o, const segment_snap_t *s) {
       put_json_num(o, "block_size", p->block_size, true);
       put_json_num(o, "used", p->used, true);
       put_json_num(o, "capacity", p->capacity, true);
-      put_json_num(o, "reserved", p->reserved, false);
-      put(o, "}");
+      put_json_num(o, "reserved", p->reserved, s->resident_known);
     } else {
-      put(o, p->state == GL_PAGE_FREE_DIRTY ? "{\"state\":\"dirty\"}" : "{\"state\":\"clean\"}");
+      put(o, p->state == GL_PAGE_FREE_DIRTY ? "{\"state\":\"dirty\"" : "{\"state\":\"clean\"");
+      if (s->resident_known) put(o, ",");
     }
+    if (s->resident_known) put_json_num(o, "resident", p->resident, false);
+    put(o, "}");
   }
   put(o, "]}");
 }
@@ -579,6 +608,7 @@ static void heap_dump_heap(gl_heap_t *h, size_t nr, void *arg) {
   for (int kind = 0; kind < 2; kind++) {
     segment_snap_t snap;
     for (size_t index = 0; segment_snapshot(h, kind, index, &snap); index++) {
+      segment_residency(&snap);
       put(o, first_seg ? "\n" : ",\n");
       first_seg = false;
       put_segment_json(o, &snap);

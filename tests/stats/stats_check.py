@@ -274,17 +274,29 @@ def case_heap_dump(probe, reference):
             check(len(seg["pages"]) == (64 if seg["kind"] == "small" else 8), "%d pages in a %s segment" %
                   (len(seg["pages"]), seg["kind"]))
             check(seg["mapped"] == dump["segment_size"], "segment of %d bytes" % seg["mapped"])
+            check(0 < seg["resident"] <= seg["mapped"], "segment resident %d" % seg["resident"])
             mapped += seg["mapped"]
+            # Resident bytes (mincore): whole OS pages, within the page's memory; a
+            # clean page is purged (MADV_DONTNEED by default) or never touched; a page
+            # in use has carved blocks, whose links sit in them.
+            pages_resident = 0
             for p in seg["pages"]:
                 check(p["state"] in ("in_use", "dirty", "clean"), "page state %r" % p["state"])
+                check(0 <= p["resident"] <= seg["page_size"] and p["resident"] % 4096 == 0, "resident %s" % p)
+                pages_resident += p["resident"]
+                if p["state"] == "clean":
+                    check(p["resident"] == 0, "a clean page is resident: %s" % p)
                 if p["state"] != "in_use":
-                    check(set(p) == {"state"}, "free page %s" % p)
+                    check(set(p) == {"state", "resident"}, "free page %s" % p)
                     continue
+                check(p["capacity"] == 0 or p["resident"] > 0, "a page with carved blocks has none resident: %s" % p)
                 check(0 <= p["used"] <= p["capacity"] <= p["reserved"] and p["block_size"] > 0 and
                       p["reserved"] * p["block_size"] <= seg["page_size"], "page %s" % p)
                 used_bytes += p["used"] * p["block_size"]
                 if p["block_size"] == out["block"]:
                     used_of_class += p["used"]
+            check(pages_resident <= seg["resident"], "pages %d resident, segment %d" %
+                  (pages_resident, seg["resident"]))
     check(used_of_class == out["used"], "%d blocks of %d B in use in the dump, the probe holds %d" %
           (used_of_class, out["block"], out["used"]))
     check(used_bytes == mi["uordblks"], "dump: %d bytes in use, uordblks %d" % (used_bytes, mi["uordblks"]))

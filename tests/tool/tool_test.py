@@ -267,6 +267,15 @@ def case_heapmap(a):
     data = script.split("$pages << EOD\n", 1)[1].split("EOD\n", 1)[0].splitlines()
     check(len(data) == pages, "the script draws %d boxes for %d pages" % (len(data), pages))
     check("set terminal" not in script and "with boxxyerror" in script, "the .gp script: %r" % script[:200])
+    # Each resident page gets a bar as wide as its resident share, and the heading
+    # the totals (the dump's "resident" fields).
+    bars = script.split("$resident << EOD\n", 1)[1].split("EOD\n", 1)[0].splitlines()
+    resident_pages = sum(1 for h in d["heaps"] for s in h["segments"] for p in s["pages"] if p.get("resident"))
+    check(resident_pages > 0 and len(bars) == resident_pages, "%d resident bars for %d resident pages" %
+          (len(bars), resident_pages))
+    in_segments = sum(s["resident"] for h in d["heaps"] for s in h["segments"])
+    check("resident in segments: %.1f MiB;" % (in_segments / 1048576.0) in script, "no resident totals in %r" %
+          script[:600])
 
     if shutil.which("gnuplot") is None:
         env = env_without_galleon({"PATH": "/nonexistent"})
@@ -280,7 +289,7 @@ def case_heapmap(a):
     run([tool, "heapmap", dump, "-o", png])
     width, height = png_size(png)
     size = os.path.getsize(png)
-    check(width == 1100 and height == min(4000, 160 + 22 * segments), "PNG %dx%d for %d segments" %
+    check(width == 1100 and height == min(4000, 180 + 22 * segments), "PNG %dx%d for %d segments" %
           (width, height, segments))
     check(4000 < size < 4 << 20, "PNG of %d bytes" % size)
     svg = os.path.join(a.work, "heap.svg")
