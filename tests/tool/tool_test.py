@@ -115,7 +115,7 @@ def case_cli(a):
         (["run", "--frob", "--", "true"], "unknown option --frob"),
         (["heapmap"], "no dump given"),
         (["heapmap", "x.json"], "no output given"),
-        (["heapmap", "x.json", "-o", "x.jpg"], "must end in .png, .svg or .gp"),
+        (["heapmap", "x.json", "-o", "x.jpg"], "must end in .png, .svg, .gp or .txt (or be -)"),
     ]
     for args, message in usage_errors:
         r = run([tool] + args, expect=2)
@@ -276,6 +276,27 @@ def case_heapmap(a):
     in_segments = sum(s["resident"] for h in d["heaps"] for s in h["segments"])
     check("resident in segments: %.1f MiB;" % (in_segments / 1048576.0) in script, "no resident totals in %r" %
           script[:600])
+
+    # The table by size class (-o -: standard output; -o X.txt: a file, the same
+    # text): one row per block size in use, whose sums are the dump's.
+    table = run([tool, "heapmap", dump, "-o", "-"]).stdout
+    txt = os.path.join(a.work, "heap.txt")
+    run([tool, "heapmap", dump, "-o", txt])
+    with open(txt) as f:
+        check(f.read() == table, "heap.txt differs from the table on standard output")
+    rows = [l.split() for l in table.splitlines()[1:] if l.split()[0] in ("small", "medium")]
+    in_use = [p for h in d["heaps"] for s in h["segments"] for p in s["pages"] if p["state"] == "in_use"]
+    sizes = sorted({p["block_size"] for p in in_use})
+    check([int(r[1]) for r in rows] == sizes, "table block sizes %s, dump %s" % ([r[1] for r in rows], sizes))
+    check(sum(int(r[2]) for r in rows) == len(in_use), "table pages %d, dump %d" %
+          (sum(int(r[2]) for r in rows), len(in_use)))
+    check(sum(int(r[3]) for r in rows) == sum(p["used"] for p in in_use), "table used blocks")
+    total = [l.split() for l in table.splitlines() if l.startswith("total")][0]
+    resident_in_use = sum(p["resident"] for p in in_use)
+    check(int(total[-1]) == (resident_in_use + 1023) // 1024, "table resident %s KiB, dump %d bytes" %
+          (total[-1], resident_in_use))
+    check("segments: %d, %d KiB resident" % (segments, (in_segments + 1023) // 1024) in table,
+          "table segments line: %r" % table[-300:])
 
     if shutil.which("gnuplot") is None:
         env = env_without_galleon({"PATH": "/nonexistent"})
