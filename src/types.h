@@ -75,7 +75,7 @@
 #define GL_MEDIUM_MAX ((size_t)128 * 1024) /* largest block in a medium page */
 #define GL_DIRECT_MAX ((size_t)8192)       /* sizes served through heap->direct: every small class */
 #define GL_DIRECT_COUNT (GL_DIRECT_MAX / 16 + 1)
-#define GL_CLASS_COUNT 49 /* class 0 unused; 1..8: 16..128 step 16; then 4 per power of two */
+#define GL_CLASS_COUNT 41 /* class 0 unused; see sizeclass.h */
 #define GL_PAGE_START_ALIGN ((size_t)16 * 1024) /* every page start is a multiple of this */
 #define GL_LARGE_OFFSET ((size_t)4096) /* where a large block starts in its segment */
 #define GL_CARVE_BYTES ((size_t)4096) /* a page carves about this much at a time (page_extend) */

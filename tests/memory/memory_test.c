@@ -701,13 +701,13 @@ static void test_freed_before_carved(void) {
  * next page a size class needs is one that last held that size, if a recent one
  * did (purge.c, queue_find_same_size): blocks of another size touch other offsets,
  * so a page handed round the classes of a program that writes part of each block
- * ends up resident whole.  Two pages of 24 KiB blocks, then two of 28 KiB, all
- * freed: a new 24 KiB block must start a page the 24 KiB blocks had, a 28 KiB one a
+ * ends up resident whole.  Two pages of 24 KiB blocks, then two of 32 KiB, all
+ * freed: a new 24 KiB block must start a page the 24 KiB blocks had, a 32 KiB one a
  * page of theirs.  Fails when the lowest free page goes first (both land in the
  * first 24 KiB page). */
 static void *same_size_page_thread(void *arg) {
   (void)arg;
-  enum { A = 24 * 1024, B = 28 * 1024, NA = 42, NB = 36 };
+  enum { A = 24 * 1024, B = 32 * 1024, NA = 42, NB = 32 };
   static void *a[NA], *b[NB];
   for (int i = 0; i < NA; i++) CHECK((a[i] = malloc(A)) != NULL);
   for (int i = 0; i < NB; i++) CHECK((b[i] = malloc(B)) != NULL);

@@ -1,12 +1,12 @@
 /* interior_aligned_page: memalign(32768, 100) allocates a padded block of
- * 100 + 32768 - 16 = 32852 bytes (the 40 KiB class) and returns an aligned
+ * 100 + 32768 - 16 = 32852 bytes (the class of 48 KiB + 64 bytes) and returns an aligned
  * address inside it, which flags the page as holding aligned blocks.  q =
  * malloc(40000) is an ordinary block of the same class in that page; free(q + 16)
  * is still an interior pointer.
  * Expected: invalid free of P: interior pointer of the block at B (B = q). */
 #include "misuse.h"
 
-#define CLASS_SIZE ((uintptr_t)40960)
+#define CLASS_SIZE ((uintptr_t)(49152 + 64))
 
 static void run(void) {
   /* An aligned block that is not its block's start (a block at a 32 KiB boundary
