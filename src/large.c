@@ -187,8 +187,8 @@ static void *large_resize_guarded(gl_segment_t *seg, void *p, size_t size) {
 }
 
 static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size) {
-  size_t page = os_page_size();
-  size_t needed = gl_align_up(seg->large_offset + size, page);
+  size_t end = seg->large_offset + size; /* (no wrap: size <= GL_MAX_ALLOC, checked by the caller) */
+  size_t needed = segment_large_span(end);
   size_t mapped = seg->mapped_size, usable = seg->large_usable;
   bool stays_large = size > GL_MEDIUM_MAX;
 
@@ -200,8 +200,9 @@ static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size) {
     return p;
   }
   if (stays_large && seg->large_alignment <= GL_LARGE_OFFSET) {
-    /* Grow, leaving 1/8 headroom so growth in small steps does not remap each time. */
-    size_t target = gl_align_up(needed + needed / 8, page);
+    /* Grow, leaving 1/8 headroom so growth in small steps does not remap each time
+     * (of the block's end: the unit rounding is headroom already). */
+    size_t target = segment_large_span(end + end / 8);
     bool from_cache;
     gl_segment_t *moved = segment_grow(seg, target > needed ? target : needed, &from_cache);
     if (moved != NULL) {

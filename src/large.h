@@ -1,7 +1,9 @@
 /* large.h: blocks over GL_MEDIUM_MAX, each in a segment of its own (layer 7).
  *
- * A large block starts GL_LARGE_OFFSET (one OS page) into its segment, so it is
- * page aligned; the mapping is as long as the block needs, rounded to OS pages.
+ * A large block sits at the end of its segment, at a page boundary (an alignment
+ * boundary for an aligned one), after the header page; the mapping is as long as
+ * the two need, rounded to OS pages, and from 2 MiB up to whole 2 MiB units
+ * (segment_large_span).
  * Freed large segments go to the segment cache (purge.h says when they are purged
  * and unmapped).  Growing or shrinking one moves page tables with mremap: contents
  * are never copied.

@@ -91,6 +91,10 @@ GL_HIDDEN bool segment_is_valid(const gl_segment_t *seg);
 
 /* ---- Large segments: one block each, owned by no heap ---- */
 
+/* The mapping size of a large segment that must hold `bytes`: whole OS pages, and
+ * from GL_LARGE_SPAN_UNIT up, whole units of it (segment.c, "Large segments"). */
+#define GL_LARGE_SPAN_UNIT ((size_t)2 << 20)
+GL_HIDDEN size_t segment_large_span(size_t bytes);
 /* A segment for a block of `size` bytes aligned to `alignment` (a power of two,
  * at most GL_MAX_ALIGN); reuses cached ones when it can (*from_cache: they made
  * half of it or more). */

@@ -77,7 +77,7 @@
 #define GL_DIRECT_COUNT (GL_DIRECT_MAX / 16 + 1)
 #define GL_CLASS_COUNT 41 /* class 0 unused; see sizeclass.h */
 #define GL_PAGE_START_ALIGN ((size_t)16 * 1024) /* every page start is a multiple of this */
-#define GL_LARGE_OFFSET ((size_t)4096) /* where a large block starts in its segment */
+#define GL_LARGE_OFFSET ((size_t)4096) /* the least offset of a large block in its segment */
 #define GL_CARVE_BYTES ((size_t)4096) /* a page carves about this much at a time (page_extend) */
 #define GL_MAX_ALLOC ((size_t)PTRDIFF_MAX)
 /* Alignments above this fail with ENOMEM, like requests the address space cannot

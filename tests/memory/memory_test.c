@@ -567,8 +567,11 @@ static void test_growth_after_cached(void) {
          mib(rss0), mib(rss1), faults, big / ps);
   CHECKF(rss1 <= rss0 + 3 * MiB, "RSS grew by %.1f MiB for a block that took the place of a freed one",
          mib(rss1 - rss0));
-  CHECKF(faults < (long)(big / ps / 4), "a block growing over a freed one's resident pages faulted %ld of %zu pages",
-         faults, big / ps);
+  /* The freed block's mapping is rounded to whole 2 MiB units (cheap page-table
+   * moves), and the part it never touched, up to a unit, is not resident. */
+  long untouched_slack = (long)((2 * MiB) / ps);
+  CHECKF(faults < (long)(big / ps / 4) + untouched_slack,
+         "a block growing over a freed one's resident pages faulted %ld of %zu pages", faults, big / ps);
   free(p);
 }
 
