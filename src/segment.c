@@ -1163,8 +1163,10 @@ static bool piece_move(gl_segment_t *piece, size_t take, uint8_t *dest) {
 /* A segment of `size` bytes made of the resident pages of cached pieces: each is
  * moved (mremap: page tables move, pages stay resident, nothing is copied) into one
  * fresh aligned reservation, whole, or the last one by its tail (the rest of it
- * goes back to the cache); what the pieces do not cover is committed fresh.  NULL
- * when the address space or the commit is refused (the pieces are unmapped). */
+ * goes back to the cache).  They fill it from its end, where the block goes
+ * (segment_large_alloc), and what they do not cover, at its start, is committed
+ * fresh: the part of the mapping before the block is then not resident.  NULL when
+ * the address space or the commit is refused (the pieces are unmapped). */
 static gl_segment_t *segment_assemble(gl_segment_t **pieces, unsigned count, size_t size) {
   uint8_t *target = segment_os_map(size, GL_SEGMENT_SIZE, true);
   size_t filled = 0;
@@ -1176,10 +1178,10 @@ static gl_segment_t *segment_assemble(gl_segment_t **pieces, unsigned count, siz
       cache_put(piece, true);
       continue;
     }
-    if (piece_move(piece, take, target + filled)) filled += take;
+    if (piece_move(piece, take, target + size - filled - take)) filled += take;
   }
   if (target == NULL) return NULL;
-  if (filled < size && !os_commit(target + filled, size - filled)) {
+  if (filled < size && !os_commit(target, size - filled)) {
     os_unmap(target, size);
     gl_counter_sub(&gl_counters.mapped, filled);
     return NULL;
