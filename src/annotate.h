@@ -1,4 +1,5 @@
-/* annotate.h: telling Valgrind's memcheck about Galleon's blocks (layer 2).
+/* annotate.h: telling Valgrind's memcheck about Galleon's blocks, and ThreadSanitizer
+ * about its lock-free statistics reads (layer 2).
  *
  * Built with -DGALLEON_VALGRIND=ON (GALLEON_VALGRIND=1), Galleon describes every
  * block to memcheck: a block handed out is MALLOCLIKE (its bytes addressable and
@@ -42,6 +43,29 @@
 #define annotate_quiet_begin() ((void)0)
 #define annotate_quiet_end() ((void)0)
 #define annotate_noaccess(p, size) ((void)0)
+#endif
+
+/* ThreadSanitizer.  The statistics walk reads the counters of pages other threads
+ * own (used, capacity, state) with relaxed loads and none of their locks: a
+ * snapshot that may be a moment stale, by design, since taking every owner's
+ * path through a lock would put the walk on the fast path.  The owners write them
+ * with plain stores, which TSan reports against the walk's loads; these hooks
+ * hide the walk's reads from it (its writes stay checked). */
+#if defined(__SANITIZE_THREAD__)
+#define GL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GL_TSAN 1
+#endif
+#endif
+#ifdef GL_TSAN
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define annotate_racy_reads_begin() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define annotate_racy_reads_end() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#else
+#define annotate_racy_reads_begin() ((void)0)
+#define annotate_racy_reads_end() ((void)0)
 #endif
 
 #endif /* GALLEON_ANNOTATE_H */

@@ -113,6 +113,7 @@ typedef struct heap_info_s {
 static void heap_info_read(gl_heap_t *h, heap_info_t *w) {
   memset(w, 0, sizeof *w);
   pthread_mutex_lock(&h->segs.lock);
+  annotate_racy_reads_begin(); /* the pages' counters, written by their owners */
   for (int kind = 0; kind < 2; kind++) {
     for (gl_link_t *l = h->segs.segments[kind].first; l; l = l->next) {
       gl_segment_t *seg = gl_container_of(l, gl_segment_t, link);
@@ -154,6 +155,7 @@ static void heap_info_read(gl_heap_t *h, heap_info_t *w) {
       }
     }
   }
+  annotate_racy_reads_end();
   pthread_mutex_unlock(&h->segs.lock);
 }
 
@@ -504,6 +506,7 @@ static bool segment_snapshot(gl_heap_t *h, int kind, size_t index, segment_snap_
     s->kind = seg->kind;
     s->page_shift = seg->page_shift;
     s->page_count = seg->page_count <= GL_SMALL_PAGES ? seg->page_count : GL_SMALL_PAGES;
+    annotate_racy_reads_begin(); /* as in heap_info_read */
     for (unsigned i = 0; i < s->page_count; i++) {
       gl_page_t *page = segment_page(seg, i);
       page_snap_t *p = &s->pages[i];
@@ -516,6 +519,7 @@ static bool segment_snapshot(gl_heap_t *h, int kind, size_t index, segment_snap_
       p->start = (uint32_t)((uint8_t *)page->start - (uint8_t *)seg);
       p->area = (uint32_t)segment_page_area(page);
     }
+    annotate_racy_reads_end();
     found = true;
   }
   pthread_mutex_unlock(&h->segs.lock);

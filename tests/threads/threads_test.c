@@ -342,6 +342,39 @@ static void run_threads(void *(*fn)(void *), int count) {
 
 static void test_churn(void) { run_threads(churn, 4); }
 
+/* Statistics read while other threads allocate and free: the walk reads the
+ * counters of pages those threads own without their locks (a snapshot, stale by
+ * a moment).  Under TSan this is the case that must stay quiet; everywhere it
+ * must neither crash nor hand back a total that wrapped below zero. */
+static atomic_bool stats_busy_done;
+static void *stats_busy_churn(void *arg) {
+  churn(arg);
+  return NULL;
+}
+static void test_stats_while_busy(void) {
+  enum { T = 2 };
+  pthread_t th[T];
+  atomic_store(&stats_busy_done, false);
+  for (int i = 0; i < T; i++) CHECK(pthread_create(&th[i], NULL, stats_busy_churn, (void *)(uintptr_t)(i + 7)) == 0);
+  unsigned reads = 0;
+  int fd = open("/dev/null", O_WRONLY);
+  CHECK(fd >= 0);
+  for (int joined = 0; joined < T;) {
+    test_mallinfo2_t mi = mallinfo2();
+    CHECKF(mi.uordblks < ((size_t)1 << 40) && mi.arena < ((size_t)1 << 40), "mallinfo2: in use %zu, arena %zu", mi.uordblks, mi.arena);
+#if !defined(TEST_PRELOAD)
+    galleon_stats_t s;
+    galleon_stats_get(&s);
+    CHECKF(s.in_use < ((size_t)1 << 40) && s.committed < ((size_t)1 << 40), "stats: in_use %zu, committed %zu", s.in_use, s.committed);
+    if (reads % 8 == 0) galleon_dump_pages(fd);
+#endif
+    reads++;
+    if (pthread_tryjoin_np(th[joined], NULL) == 0) joined++;
+  }
+  close(fd);
+  CHECK(reads > 0);
+}
+
 /* Large blocks grown by realloc while other threads free large blocks into the
  * segment cache: a growing block takes resident cached pages, moved into its
  * mapping with mremap (segment_grow), while other threads take and give back
@@ -577,6 +610,7 @@ int main(void) {
                {"orphans", test_orphans},
                {"short_lived", test_short_lived},
                {"churn", test_churn},
+               {"stats_while_busy", test_stats_while_busy},
                {"remote_lists", test_remote_lists},
                {"large_growth", test_large_growth},
                {"alloc_after_exit", test_alloc_after_exit},
