@@ -192,17 +192,24 @@ static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size) {
   size_t mapped = seg->mapped_size, usable = seg->large_usable;
   bool stays_large = size > GL_MEDIUM_MAX;
 
-  if (stays_large && needed <= mapped) {
-    /* Shrink in place; give the tail back when it is worth a system call. */
-    size_t spare = mapped - needed;
-    if ((spare >= ((size_t)1 << 20) || spare > mapped / 4) && segment_resize(seg, needed) != NULL)
-      large_counters_resized(seg, mapped, usable);
+  if (stays_large && size <= usable) {
+    /* Shrink in place; give the tail back when it is worth a system call.  The
+     * block sits at the end of its mapping, so a tail cut at a whole 2 MiB unit
+     * may still leave it far more than it asks for: past twice the request and a
+     * unit, it moves to a block of its size (the copy costs the new size, less
+     * than the memory it would pin). */
+    bool trim = needed <= mapped && (mapped - needed >= ((size_t)1 << 20) || mapped - needed > mapped / 4);
+    if ((trim ? needed : mapped) - seg->large_offset > 2 * size + GL_LARGE_SPAN_UNIT) return NULL;
+    if (trim && segment_resize(seg, needed) != NULL) large_counters_resized(seg, mapped, usable);
     return p;
   }
   if (stays_large && seg->large_alignment <= GL_LARGE_OFFSET) {
     /* Grow, leaving 1/8 headroom so growth in small steps does not remap each time
      * (of the block's end: the unit rounding is headroom already). */
     size_t target = segment_large_span(end + end / 8);
+    /* Not when the block's offset makes it several MiB (a block shrunk in place
+     * far into its mapping): then exactly what it needs. */
+    if (target - seg->large_offset > 2 * size + GL_LARGE_SPAN_UNIT) target = needed;
     bool from_cache;
     gl_segment_t *moved = segment_grow(seg, target > needed ? target : needed, &from_cache);
     if (moved != NULL) {

@@ -366,6 +366,48 @@ static void test_large_varied_reuse(void) {
   second_heap_stop(&second);
 }
 
+/* 4b1. Large blocks resized at random keep what they hold and never keep far more
+ * memory than they ask for: after any realloc, usable <= 2 x size + 2 MiB.  A
+ * block sits at the end of its mapping, so a shrink that cut the tail at a whole
+ * 2 MiB unit could leave several MiB to a block of a few hundred KiB (found by
+ * the fuzzer: 3.5 MiB usable for 0.7 MiB). */
+static void large_realloc_round(uint64_t rng, bool spread) {
+  enum { LIVE = 12, STEPS = 20000 };
+  void *blocks[LIVE] = {0};
+  size_t sizes[LIVE] = {0};
+  for (int step = 0; step < STEPS; step++) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    size_t k = (size_t)(rng >> 33) % LIVE;
+    /* 4 KiB - 4 MiB evenly, or 130 KiB - 8 MiB skewed toward the small end */
+    size_t size = spread ? 4 * KiB + (size_t)(rng >> 40) % (4 * MiB)
+                         : 130 * KiB + ((size_t)(rng >> 40) % (8 * MiB)) / (1 + (size_t)(rng >> 20) % 4);
+    if ((rng >> 61) == 0) {
+      free(blocks[k]);
+      blocks[k] = NULL;
+      continue;
+    }
+    uint8_t *p = blocks[k] == NULL ? malloc(size) : realloc(blocks[k], size);
+    CHECK(p != NULL);
+    if (blocks[k] != NULL)
+      CHECKF(p[0] == (uint8_t)k && (size < sizes[k] || p[sizes[k] - 1] == (uint8_t)(sizes[k] >> 12)),
+             "realloc of slot %zu lost its data", k);
+    size_t usable = malloc_usable_size(p);
+    CHECKF(usable >= size && usable <= 2 * size + 2 * MiB, "step %d: %s of %zu bytes to %zu: usable %zu", step,
+           blocks[k] ? "realloc" : "malloc", sizes[k], size, usable);
+    p[0] = (uint8_t)k;
+    p[size - 1] = (uint8_t)(size >> 12);
+    blocks[k] = p;
+    sizes[k] = size;
+  }
+  for (int i = 0; i < LIVE; i++) free(blocks[i]);
+}
+
+static void test_large_realloc_bounded(void) {
+  large_realloc_round(3, false);
+  large_realloc_round(2, true);
+  printf("large mallocs, reallocs and frees: usable sizes within 2 x size + 2 MiB\n");
+}
+
 /* 4b2. Blocks under a segment's size cycle through the segment cache.  With a
  * second heap alive (cached segments are taken as they are):
  *   - more of them than segment_cache (32) stay resident while the program asks
@@ -776,6 +818,7 @@ int main(void) {
   test_calloc_lazy();
   test_calloc_reused();
   test_large_varied_reuse();
+  test_large_realloc_bounded();
   test_large_cached_many();
   test_huge_blocks();
   test_reuse_stays_resident();
