@@ -18,7 +18,7 @@ CMAKE ?= cmake
 CTEST_FLAGS ?= --output-on-failure
 
 .PHONY: all build test test-normal test-asan test-tsan test-debug run bench install clean
-.PHONY: fuzz test-fuzz
+.PHONY: fuzz fuzz-replay test-fuzz
 
 all: build
 
@@ -78,10 +78,14 @@ fuzz: $(FUZZ_DIR)/fuzz_api
 	cp tests/fuzz/corpus/* $(FUZZ_DIR)/corpus/
 	$(FUZZ_DIR)/fuzz_api $(FUZZ_FLAGS) -max_total_time=$(SECONDS) $(FUZZ_DIR)/corpus
 
-# Replay every committed input once, then fuzz for 60 s.
-test-fuzz: $(FUZZ_DIR)/fuzz_api
+# Replay every committed input once, then fuzz for 60 s; then the same for the
+# secure build's sources (GALLEON_SECURE=1, in build-fuzz-secure), 30 s.
+test-fuzz:
+	$(MAKE) fuzz-replay fuzz SECONDS=60
+	$(MAKE) fuzz-replay fuzz SECONDS=30 FUZZ_DIR=build-fuzz-secure FUZZ_EXTRA=-DGALLEON_SECURE=1
+
+fuzz-replay: $(FUZZ_DIR)/fuzz_api
 	$(FUZZ_DIR)/fuzz_api $(FUZZ_FLAGS) tests/fuzz/corpus/*
-	$(MAKE) fuzz SECONDS=60
 
 install: build
 	$(CMAKE) --install build
