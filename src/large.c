@@ -186,6 +186,13 @@ static void *large_resize_guarded(gl_segment_t *seg, void *p, size_t size) {
   return q;
 }
 
+/* The most usable room a large block keeps through a resize in place: twice its
+ * size and a 2 MiB unit (no wrap: size <= GL_MAX_ALLOC).  The block sits at the end
+ * of a mapping of whole units, so a tail cut at a unit boundary, or headroom
+ * counted from a block's end far into its mapping, could otherwise leave a 0.7 MiB
+ * block 3.5 MiB (found by the fuzzer). */
+static bool large_room_bounded(size_t room, size_t size) { return room <= 2 * size + GL_LARGE_SPAN_UNIT; }
+
 static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size) {
   size_t end = seg->large_offset + size; /* (no wrap: size <= GL_MAX_ALLOC, checked by the caller) */
   size_t needed = segment_large_span(end);
@@ -193,13 +200,11 @@ static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size) {
   bool stays_large = size > GL_MEDIUM_MAX;
 
   if (stays_large && size <= usable) {
-    /* Shrink in place; give the tail back when it is worth a system call.  The
-     * block sits at the end of its mapping, so a tail cut at a whole 2 MiB unit
-     * may still leave it far more than it asks for: past twice the request and a
-     * unit, it moves to a block of its size (the copy costs the new size, less
-     * than the memory it would pin). */
+    /* Shrink in place; give the tail back when it is worth a system call.  Past
+     * the bound, the block moves to one of its size instead (the copy costs the
+     * new size, less than the memory it would pin). */
     bool trim = needed <= mapped && (mapped - needed >= ((size_t)1 << 20) || mapped - needed > mapped / 4);
-    if ((trim ? needed : mapped) - seg->large_offset > 2 * size + GL_LARGE_SPAN_UNIT) return NULL;
+    if (!large_room_bounded((trim ? needed : mapped) - seg->large_offset, size)) return NULL;
     if (trim && segment_resize(seg, needed) != NULL) large_counters_resized(seg, mapped, usable);
     return p;
   }
@@ -207,9 +212,7 @@ static void *large_resize_untracked(gl_segment_t *seg, void *p, size_t size) {
     /* Grow, leaving 1/8 headroom so growth in small steps does not remap each time
      * (of the block's end: the unit rounding is headroom already). */
     size_t target = segment_large_span(end + end / 8);
-    /* Not when the block's offset makes it several MiB (a block shrunk in place
-     * far into its mapping): then exactly what it needs. */
-    if (target - seg->large_offset > 2 * size + GL_LARGE_SPAN_UNIT) target = needed;
+    if (!large_room_bounded(target - seg->large_offset, size)) target = needed;
     bool from_cache;
     gl_segment_t *moved = segment_grow(seg, target > needed ? target : needed, &from_cache);
     if (moved != NULL) {

@@ -1303,8 +1303,9 @@ gl_segment_t *segment_large_alloc(size_t size, size_t alignment, bool *is_zero, 
       /* Resized when it does not fit: grown, or split so a small block does not
        * pin a big resident mapping -- when the mapping is over twice the block's
        * own extent, not its unit-rounded span (taken whole up to twice the span,
-       * 278 of malloc-large's 400 blocks kept up to half their mapping resident
-       * and unused: peak RSS 414 MB against 386 MB this way, faults the same). */
+       * 278 of bench malloc-large's 400 blocks kept up to half their mapping
+       * resident and unused: peak RSS 405 MiB against 377 MiB this way, faults
+       * the same). */
       if (seg->mapped_size < needed || seg->mapped_size / 2 > offset + size) {
         gl_segment_t *resized = seg->mapped_size > needed ? segment_split(seg, needed) : segment_resize(seg, needed);
         if (resized == NULL) segment_unmap(seg);
