@@ -889,6 +889,7 @@ static gl_heap_t *heap_get_or_init(void) {
   if (heap == NULL) return NULL;
   gl_validate(heap_is_valid(heap));
   gl_tls_heap = heap;
+  purge_queue_set_owner(&heap->purge, os_thread_id());
   /* May allocate (a second-level key table): the heap is in place already. */
   if (thread_key_ok) pthread_setspecific(thread_key, heap);
   return heap;
@@ -901,6 +902,7 @@ static void heap_thread_done(void *value) {
   heap_sweep(heap, false);
   gl_tls_heap = &gl_heap_empty;
   gl_tls_heap_done = 1;
+  purge_queue_set_owner(&heap->purge, 0);
   pthread_mutex_lock(&registry_lock);
   atomic_store_explicit(&heap->state, GL_HEAP_ABANDONED, memory_order_relaxed);
   heap->abandoned_next = heaps_abandoned;
@@ -1068,8 +1070,11 @@ static void heap_fork_child(void) {
     atomic_store_explicit(&abandoned_count, 0, memory_order_relaxed);
     heap_pool_next = heap_pool_end = NULL;
   }
-  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next)
+  /* The only thread left is this one, under a new id. */
+  for (gl_heap_t *h = heap_registry_first(); h; h = h->all_next) {
+    purge_queue_set_owner(&h->purge, h == gl_tls_heap ? os_thread_id() : 0);
     if (!gl_mutex_was_free_at_fork(&h->segs.lock)) heap_lose(h);
+  }
   if (!gl_mutex_was_free_at_fork(&exit_lock) && exit_heap != NULL) {
     heap_lose(exit_heap);
     exit_heap = NULL;

@@ -63,6 +63,12 @@ GL_HIDDEN bool os_moves_several_mappings(void);
 
 /* Milliseconds of a monotonic clock (coarse: a few ms resolution, vDSO, cheap). */
 GL_HIDDEN uint64_t os_clock_ms(void);
+/* The calling thread's kernel id (gettid). */
+GL_HIDDEN int os_thread_id(void);
+/* Nanoseconds of CPU time used so far by the thread `tid` of this process (0: the
+ * calling thread), or with tid -1 by the whole process.  False when it cannot be
+ * read: the thread has exited (or belongs to another process). */
+GL_HIDDEN bool os_cpu_time_ns(int tid, uint64_t *ns);
 /* 64 random bits, never 0 (getrandom; a clock-derived value if that fails). */
 GL_HIDDEN uint64_t os_random(void);
 /* Writes all of text with the raw system call: not a cancellation point, so a

@@ -237,6 +237,24 @@ uint64_t os_clock_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+int os_thread_id(void) { return (int)syscall(SYS_gettid); }
+
+/* Linux names another thread's CPU clock by its id: ~tid << 3, per thread (4),
+ * scheduler time (2) -- what glibc's pthread_getcpuclockid computes from a pthread_t.
+ * A raw id is safe where a pthread_t of an exited thread is not: the kernel answers
+ * EINVAL for an id that is no thread of this process. */
+bool os_cpu_time_ns(int tid, uint64_t *ns) {
+  clockid_t clock = tid == 0    ? CLOCK_THREAD_CPUTIME_ID
+                    : tid == -1 ? CLOCK_PROCESS_CPUTIME_ID
+                                : (clockid_t)(((unsigned)~tid << 3) | 6u);
+  struct timespec ts;
+  int saved = errno;
+  bool ok = clock_gettime(clock, &ts) == 0;
+  errno = saved;
+  if (ok) *ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  return ok;
+}
+
 uint64_t os_random(void) {
   uint64_t value = 0;
   int saved = errno;

@@ -18,7 +18,8 @@
  *     cache, unless a block that big came from the cache within purge_window_ms
  *     (the program frees and takes back blocks of that size);
  *   - idle: a heap, or the cache, that has seen no page or segment come or go for
- *     purge_idle_ms gives back all of its dirty memory;
+ *     purge_idle_ms, while the thread owning the heap (for the cache: the process)
+ *     used under 1/8 of a CPU, gives back all of its dirty memory;
  *   - pressure: when the process's cgroup nears its memory limit, or its tasks
  *     stall on memory, every rule acts as if the program were idle;
  *   - malloc_trim(0) and galleon_collect() give back everything now.
@@ -41,6 +42,10 @@
 
 /* Sets up a heap's queue and hands it to the purger (queues are never freed). */
 GL_HIDDEN void purge_queue_init(gl_purge_queue_t *q, gl_segset_t *segs);
+/* The kernel id of the thread that owns the queue's heap (0: none, as for heaps
+ * abandoned or first-class): whether that thread runs tells a busy heap from an
+ * idle one. */
+GL_HIDDEN void purge_queue_set_owner(gl_purge_queue_t *q, int tid);
 /* A page for `heap` to put into use for size class `cls`: resident pages first, one
  * that last held that class's block size before any other; NULL when no memory can
  * be had. */

@@ -314,6 +314,8 @@ typedef struct gl_purge_queue_s {
   _Atomic(uint64_t) activity; /* bumped when a page enters or leaves use */
   uint64_t seen_activity;   /* the purger's last look at `activity` ... */
   uint64_t quiet_since_ms;  /* ... and since when it has not changed */
+  _Atomic(int) owner_tid;   /* the owning thread's kernel id; 0: none (purge.c, "idle") */
+  uint64_t cpu_mark_ns, cpu_mark_ms; /* the purger's last reading of that thread's CPU time */
   _Atomic(int) lost;        /* fork child: a thread died holding its lock */
   gl_segset_t *segs;        /* guarded by segs->lock */
   struct gl_purge_queue_s *all_next; /* every queue ever registered (never freed) */

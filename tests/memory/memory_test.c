@@ -577,6 +577,51 @@ static void test_idle_return(void) {
   munmap(ptrs, n * sizeof(void *));
 }
 
+/* 4d. Busy is not idle: a thread that keeps allocating and freeing within the pages
+ * it has moves no page, which is what an idle heap looks like too.  Memory it freed
+ * that the demand rule keeps (a long window here) must stay resident while it runs
+ * -- the idle rule purged it within 150 ms, and Python faulted it back at its next
+ * phase -- and must still go back once the thread sleeps. */
+static void test_busy_not_idle(void) {
+  const size_t n = 2048; /* x 4 KiB = 8 MiB */
+  long window = galleon_option_get("purge_window_ms");
+  CHECK(galleon_option_set("purge_window_ms", 20000) == 0);
+  sleep_ms(300); /* what earlier tests left goes first */
+  void **ptrs = map(n * sizeof(void *));
+  for (size_t i = 0; i < n; i++) {
+    ptrs[i] = malloc(4096);
+    CHECK(ptrs[i] != NULL);
+    memset(ptrs[i], 0x44, 4096);
+  }
+  for (size_t i = 0; i < n; i++) free(ptrs[i]);
+  char *large = malloc(16 * MiB); /* and a segment in the cache */
+  CHECK(large != NULL);
+  memset(large, 0x45, 16 * MiB);
+  free(large);
+  size_t freed = rss_bytes();
+  double t0 = now_s();
+  unsigned long spins = 0;
+  while (now_s() - t0 < 0.7) { /* busy, within one page: no page comes or goes */
+    for (int i = 0; i < 1024; i++, spins++) {
+      volatile char *x = malloc(48);
+      CHECK(x != NULL);
+      x[0] = (char)i;
+      free((void *)x);
+    }
+  }
+  size_t busy = rss_bytes();
+  printf("busy is not idle: 8 MiB of pages and a 16 MiB block freed, RSS %.1f MiB; after %.0f ms of malloc/free (%lu pairs) %.1f MiB\n",
+         mib(freed), (now_s() - t0) * 1000, spins, mib(busy));
+  CHECKF(busy + 2 * MiB >= freed, "a busy thread's freed memory was purged as idle (RSS %.1f -> %.1f MiB)", mib(freed),
+         mib(busy));
+  double t_sleep = now_s();
+  size_t idle = rss_wait_below(busy - 20 * MiB, 2000);
+  printf("busy is not idle: then asleep %.0f ms: RSS %.1f MiB\n", (now_s() - t_sleep) * 1000, mib(idle));
+  CHECKF(idle + 20 * MiB <= busy, "a sleeping thread kept its freed memory (RSS %.1f -> %.1f MiB)", mib(busy), mib(idle));
+  munmap(ptrs, n * sizeof(void *));
+  CHECK(galleon_option_set("purge_window_ms", window) == 0);
+}
+
 /* A block that grows by doubling (realloc), after a big block was freed into the
  * segment cache: the first step takes the head of the cached segment and leaves
  * its resident tail cached; each growth that follows takes its new pages from that
@@ -823,6 +868,7 @@ int main(void) {
   test_huge_blocks();
   test_reuse_stays_resident();
   test_idle_return();
+  test_busy_not_idle();
   test_warm_reuse();
   printf("memory tests passed in %.2f s\n", now_s() - t0);
   return 0;
