@@ -273,6 +273,8 @@ typedef struct gl_segment_s {
   uint8_t large_moved_in; /* pieces of cached segments moved in (segment_grow,
                              segment_assemble), each a kernel mapping of its own;
                              saturates at 255 */
+  size_t large_moved_from; /* the offset of the lowest page moved in (when
+                              large_moved_in): below it, one mapping */
 #if GL_SECURE
   size_t large_requested; /* the size asked for: its canary follows it */
   uint8_t *large_guard;   /* the PROT_NONE page after the block, or NULL */
