@@ -542,12 +542,14 @@ void purge_set_collector(purge_collect_fn collect) { atomic_store(&purger_collec
  * frees within the pages it has, or computes between allocations, moves no page.
  * Taking that for idle purged everything it had just freed and it faulted the lot
  * back at its next phase: python (bench pyalloc) paid 22 k faults instead of 15 k
- * in most runs, depending on where its phases fell against the purger's ticks.  So quiet is idle only when the thread that owns the heap (for
- * the cache and for heaps no thread owns: the whole process, less the purger) also
- * used less than 1/IDLE_CPU_SHARE of a CPU between two of the purger's looks at
- * it.  A thread that runs is busy; one asleep in a system call, or blocked, is
- * not.  The clocks are read only for queues already quiet (one system call a round
- * each), and a program that sleeps is found idle one round later than before. */
+ * in most runs, depending on where its phases fell against the purger's ticks.  So
+ * quiet is idle only when the thread that owns the heap (for the cache: the whole
+ * process, less the purger) also used less than 1/IDLE_CPU_SHARE of a CPU between
+ * two of the purger's looks at it.  A thread that runs is busy; one asleep in a
+ * system call, or blocked, is not.  Heaps no thread owns (abandoned, first-class)
+ * keep the quiet test alone.  The clocks are read only for queues already quiet
+ * (one system call a round each), and a program that sleeps is found idle one
+ * round later than before. */
 #define IDLE_CPU_SHARE 8
 
 /* Whether the thread `tid` (-1: the process less the purger) used more than its

@@ -1072,8 +1072,6 @@ bool segment_is_valid(const gl_segment_t *seg) {
 
 /* ---- Large segments ---- */
 
-/* Resizes a segment's mapping: shrinks in place, grows in place when the address
- * space after it is free, else moves its pages onto a fresh aligned reservation. */
 /* A segment cut to `keep` bytes below every page moved into it is one mapping
  * again (its start grew in place or was committed fresh): it counts no pieces, so
  * it may take pieces again and be moved whole.  A buffer regrown round after round
@@ -1084,6 +1082,8 @@ static void segment_cut_pieces(gl_segment_t *seg, size_t keep) {
   if (seg->large_moved_in != 0 && keep <= seg->large_moved_from) seg->large_moved_in = 0;
 }
 
+/* Resizes a segment's mapping: shrinks in place, grows in place when the address
+ * space after it is free, else moves its pages onto a fresh aligned reservation. */
 gl_segment_t *segment_resize(gl_segment_t *seg, size_t new_size) {
   size_t old_size = seg->mapped_size;
   uint8_t value = segment_map_get((uintptr_t)seg);
