@@ -95,7 +95,7 @@ void *large_alloc(size_t size, size_t alignment, bool zero) {
   gl_counter_add_peak(&gl_counters.large_blocks, 1, &gl_counters.large_blocks_peak);
   gl_counter_add_peak(&gl_counters.large_bytes, seg->mapped_size, &gl_counters.large_bytes_peak);
   gl_counter_add(&gl_counters.large_in_use_bytes, seg->large_usable);
-  purge_large_allocated(size, from_cache);
+  purge_large_allocated(size, from_cache, !from_cache || is_zero);
   return block;
 }
 

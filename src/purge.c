@@ -13,18 +13,44 @@
 static long option(long *value) { return __atomic_load_n(value, __ATOMIC_RELAXED); }
 static bool decommit(void) { return option(&gl_options.purge_decommit) != 0; }
 
-/* ---- Recent demand ---- */
+/* ---- Recent demand ----
+ * What a heap (or the cache) had in use at its peak over the last window, less what
+ * it has now, is what the program may well take back: it stays resident.  How far
+ * back to look depends on the program: one that frees and re-allocates in waves
+ * longer than the window faults its memory back every wave (redis under load,
+ * larson).  So the window learns.  A purge of memory beyond the recent peak opens
+ * an episode; fresh pages that the same heap (cache) takes within REGRET_WINDOWS
+ * windows of it are re-faults -- had the purged memory been kept (a window up to
+ * REGRET_WINDOWS + 1 times as long would have kept it), they would have been those
+ * pages, resident.  When re-faults reach 1/REGRET_SHARE of what the episode purged
+ * (and REGRET_MIN bytes), the window doubles, up to WINDOW_GROWTH_MAX x
+ * purge_window_ms; after WINDOW_DECAY windows with no such doubling it halves back
+ * toward purge_window_ms.  A program that shrinks for good pays at most one
+ * (longer) window of memory; one that idles gives it all back by the idle rule,
+ * whatever the window. */
 
-static uint64_t demand_slot_ms(void) {
-  uint64_t window = (uint64_t)option(&gl_options.purge_window_ms);
-  uint64_t slot = window / GL_DEMAND_SLOTS;
+#define REGRET_SHARE 4
+#define REGRET_MIN ((size_t)256 << 10)
+#define REGRET_WINDOWS 3
+#define WINDOW_GROWTH_MAX 8
+#define WINDOW_DECAY 16
+
+/* The window now: purge_window_ms, or longer after re-faults (a new value of the
+ * option starts the learning again). */
+static uint64_t demand_window_ms(const gl_demand_t *d) {
+  uint64_t base = (uint64_t)option(&gl_options.purge_window_ms);
+  return d->learned_from_ms == base && d->window_ms > base ? d->window_ms : base;
+}
+
+static uint64_t demand_slot_ms(const gl_demand_t *d) {
+  uint64_t slot = demand_window_ms(d) / GL_DEMAND_SLOTS;
   return slot ? slot : 1;
 }
 
 /* Moves the window to `now` (slots that passed forget their peak) and records the
  * current value. */
 static void demand_advance(gl_demand_t *d, uint64_t now) {
-  uint64_t slot = now / demand_slot_ms();
+  uint64_t slot = now / demand_slot_ms(d);
   if (slot != d->slot) {
     uint64_t gap = slot > d->slot ? slot - d->slot : GL_DEMAND_SLOTS;
     for (uint64_t i = 1; i <= gap && i <= GL_DEMAND_SLOTS; i++) d->slot_peak[(d->slot + i) % GL_DEMAND_SLOTS] = 0;
@@ -49,13 +75,48 @@ static size_t demand_peak(gl_demand_t *d, uint64_t now) {
   return peak;
 }
 
+/* A new length: the slots change scale, the peak so far stays in the newest. */
+static void demand_resize(gl_demand_t *d, uint64_t window_ms, uint64_t now) {
+  size_t peak = demand_peak(d, now);
+  d->window_ms = window_ms;
+  d->learned_from_ms = (uint64_t)option(&gl_options.purge_window_ms);
+  d->resized_ms = now;
+  d->purged_bytes = d->refaulted_bytes = 0;
+  for (unsigned i = 0; i < GL_DEMAND_SLOTS; i++) d->slot_peak[i] = 0;
+  d->slot = now / demand_slot_ms(d);
+  d->slot_peak[d->slot % GL_DEMAND_SLOTS] = peak;
+}
+
 /* Dirty bytes worth keeping: what the program had in use recently beyond what it
  * has now, at least `floor`. */
 static size_t demand_keep(gl_demand_t *d, uint64_t now, size_t floor) {
   if (option(&gl_options.purge_window_ms) == 0) return floor;
+  uint64_t window = demand_window_ms(d);
+  if (window > (uint64_t)option(&gl_options.purge_window_ms) && now - d->resized_ms >= WINDOW_DECAY * window)
+    demand_resize(d, window / 2, now);
   size_t peak = demand_peak(d, now);
   size_t reuse = peak > d->current ? peak - d->current : 0;
   return reuse > floor ? reuse : floor;
+}
+
+/* The rules purged `bytes` as beyond the recent peak (not idle, not trimmed). */
+static void demand_purged(gl_demand_t *d, size_t bytes, uint64_t now) {
+  if (bytes == 0) return;
+  if (now - d->purged_ms > REGRET_WINDOWS * demand_window_ms(d)) d->purged_bytes = d->refaulted_bytes = 0; /* a new episode */
+  d->purged_bytes += bytes;
+  d->purged_ms = now;
+}
+
+/* The program took `bytes` of fresh (not resident) memory. */
+static void demand_took_fresh(gl_demand_t *d, size_t bytes, uint64_t now) {
+  if (d->purged_bytes == 0 || option(&gl_options.purge_window_ms) == 0) return;
+  uint64_t window = demand_window_ms(d);
+  if (now - d->purged_ms > REGRET_WINDOWS * window) return;
+  size_t unpaid = d->purged_bytes - d->refaulted_bytes;
+  d->refaulted_bytes += bytes < unpaid ? bytes : unpaid;
+  if (d->refaulted_bytes >= REGRET_MIN && d->refaulted_bytes * REGRET_SHARE >= d->purged_bytes &&
+      window < (uint64_t)option(&gl_options.purge_window_ms) * WINDOW_GROWTH_MAX)
+    demand_resize(d, window * 2, now);
 }
 
 /* ---- Memory pressure ----
@@ -284,8 +345,13 @@ static void queue_purge(gl_purge_queue_t *q, uint64_t now, size_t keep, bool all
 /* The rules, for a queue whose lock is held. */
 static void queue_apply(gl_purge_queue_t *q, uint64_t now, bool idle) {
   if (q->dirty_bytes == 0) return;
-  size_t keep = idle ? 0 : demand_keep(&q->demand, now, (size_t)option(&gl_options.retain_bytes));
-  queue_purge(q, now, keep, idle);
+  if (idle) {
+    queue_purge(q, now, 0, true);
+    return;
+  }
+  size_t before = q->dirty_bytes;
+  queue_purge(q, now, demand_keep(&q->demand, now, (size_t)option(&gl_options.retain_bytes)), false);
+  demand_purged(&q->demand, before - q->dirty_bytes, now);
 }
 
 /* A dirty page that last held blocks of `block_size`, among the SAME_SIZE_SCAN
@@ -320,11 +386,14 @@ gl_page_t *purge_page_alloc(gl_purge_queue_t *q, struct gl_heap_s *heap, unsigne
   }
   if (page != NULL) {
     size_t area = segment_page_area(page);
+    uint64_t now = os_clock_ms();
     if (was_dirty) {
       gl_list_remove(&q->pages, &page->link);
       queue_bytes(q, area, false);
+    } else {
+      demand_took_fresh(&q->demand, area, now);
     }
-    demand_set(&q->demand, q->demand.current + area, os_clock_ms());
+    demand_set(&q->demand, q->demand.current + area, now);
     atomic_fetch_add_explicit(&q->activity, 1, memory_order_relaxed);
   }
   pthread_mutex_unlock(&q->segs->lock);
@@ -413,6 +482,15 @@ static void cache_set_limit(uint64_t now) {
   segment_cache_limit(peak > SEGMENT_CACHE_PURGED_MIN ? peak : SEGMENT_CACHE_PURGED_MIN);
 }
 
+/* Purges cached segments cached by `cached_by_ms` beyond `keep` resident bytes: the
+ * demand rule's purge (cache_policy_lock held). */
+static void cache_purge_beyond(size_t keep, uint64_t cached_by_ms, uint64_t now) {
+  size_t before = segment_cache_resident_bytes();
+  segment_cache_purge(keep, cached_by_ms, decommit());
+  size_t after = segment_cache_resident_bytes();
+  demand_purged(&cache_demand, before > after ? before - after : 0, now);
+}
+
 /* The rules for the cache (cache_policy_lock held). */
 static void cache_apply(uint64_t now, bool idle) {
   /* The front's segments into the lists, where these rules see them: once a
@@ -430,7 +508,7 @@ static void cache_apply(uint64_t now, bool idle) {
   } else {
     size_t floor = 2 * (size_t)option(&gl_options.retain_bytes);
     size_t keep = demand_keep(&cache_demand, now, floor);
-    segment_cache_purge(keep, now >= delay ? now - delay : 0, decommit());
+    cache_purge_beyond(keep, now >= delay ? now - delay : 0, now);
   }
   /* Once a millisecond: the unmap delay is a second or more, and the look takes
    * the lock that every thread taking and giving cached segments waits for. */
@@ -464,23 +542,25 @@ bool purge_large_keep_resident(size_t size) {
   return last != 0 && os_clock_ms() - last <= (uint64_t)option(&gl_options.purge_window_ms);
 }
 
-/* The live large bytes went up: the demand that the cache's limit follows. */
-static void cache_demand_rose(uint64_t now, bool purge_beyond_keep) {
+/* The live large bytes went up: the demand that the cache's limit follows
+ * (`fresh`: bytes of it not resident before). */
+static void cache_demand_rose(uint64_t now, bool purge_beyond_keep, size_t fresh) {
   pthread_mutex_lock(&cache_policy_lock);
+  if (fresh) demand_took_fresh(&cache_demand, fresh, now);
   demand_set(&cache_demand, live_segment_bytes(), now);
   cache_set_limit(now);
   if (purge_beyond_keep && segment_cache_resident_bytes() != 0) {
     segment_cache_front_drain(); /* what it purges may be the youngest */
     size_t keep = demand_keep(&cache_demand, now, 2 * (size_t)option(&gl_options.retain_bytes));
-    segment_cache_purge(keep, UINT64_MAX, decommit());
+    cache_purge_beyond(keep, UINT64_MAX, now);
   }
   pthread_mutex_unlock(&cache_policy_lock);
 }
 
-void purge_large_allocated(size_t size, bool from_cache) {
+void purge_large_allocated(size_t size, bool from_cache, bool fresh) {
   uint64_t now = os_clock_ms();
   if (from_cache && size >= GL_HUGE_BLOCK) atomic_store_explicit(&huge_reused_ms, now ? now : 1, memory_order_relaxed);
-  cache_demand_rose(now, false);
+  cache_demand_rose(now, false, fresh ? size : 0);
 }
 
 /* A large block grew in place or moved bigger.  When its new pages came from the
@@ -491,7 +571,7 @@ void purge_large_allocated(size_t size, bool from_cache) {
  * add the tail to the peak.  (A new block is different: it comes from the cache
  * when one fits, and purging on every miss cost `aligned`, whose over-aligned
  * blocks only take exact fits, 4.5% in time and 6% in faults.) */
-void purge_large_grown(bool from_cache) { cache_demand_rose(os_clock_ms(), !from_cache); }
+void purge_large_grown(bool from_cache) { cache_demand_rose(os_clock_ms(), !from_cache, 0); }
 
 void purge_large_freed(void) {
   uint64_t now = os_clock_ms();

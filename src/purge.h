@@ -8,7 +8,8 @@
  *     of live segments; the highest value in each slot of the last purge_window_ms
  *     is remembered.  Dirty memory up to (recent peak - current) -- what the program
  *     just had and may well take again -- is kept, and at least retain_bytes
- *     (2 x for the cache);
+ *     (2 x for the cache).  The window of a heap (or the cache) whose purged memory
+ *     is faulted back soon after grows, up to 8 x;
  *   - excess: dirty memory beyond that is purged once it has been dirty for
  *     purge_delay_ms (cached segments: 10 x), oldest first -- cached segments at
  *     once when a large block grows without taking cached pages (the program maps
@@ -65,9 +66,9 @@ GL_HIDDEN bool purge_queue_is_valid(gl_purge_queue_t *q);
 /* ---- Large blocks and the segment cache ---- */
 
 /* A large block of `size` bytes was allocated (demand rose; from_cache: a cached
- * segment served it), grew (demand rose; unless cached pages served the growth,
+ * segment served it; fresh: its memory was not resident), grew (demand rose; unless cached pages served the growth,
  * cached memory beyond the rule goes at once), or was freed into the cache. */
-GL_HIDDEN void purge_large_allocated(size_t size, bool from_cache);
+GL_HIDDEN void purge_large_allocated(size_t size, bool from_cache, bool fresh);
 GL_HIDDEN void purge_large_grown(bool from_cache);
 /* Whether the segment of a large block being freed, `size` bytes, goes into the
  * cache resident (else purged: the huge-block rule above). */

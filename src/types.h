@@ -300,12 +300,18 @@ typedef struct gl_segset_s {
 /* ---- Purging (purge.c) ---- */
 
 /* Recent demand: the highest value of `current` in each of the last
- * GL_DEMAND_SLOTS time slots. */
+ * GL_DEMAND_SLOTS time slots of a window that lengthens when memory purged as
+ * beyond it is faulted back soon after (purge.c, "Recent demand"). */
 #define GL_DEMAND_SLOTS 8
 typedef struct gl_demand_s {
   size_t current;
   size_t slot_peak[GL_DEMAND_SLOTS];
-  uint64_t slot; /* number of the newest slot (time / slot length) */
+  uint64_t slot;      /* number of the newest slot (time / slot length) */
+  uint64_t window_ms;       /* the window's length, when longer than ... */
+  uint64_t learned_from_ms; /* ... purge_window_ms, which was this then */
+  uint64_t resized_ms;      /* when it last changed */
+  uint64_t purged_ms;                   /* the last purge of memory beyond it */
+  size_t purged_bytes, refaulted_bytes; /* of the purges since that last one */
 } gl_demand_t;
 
 /* A heap's unused resident pages, and what its recent demand says to keep. */

@@ -670,6 +670,57 @@ static void test_busy_not_idle(void) {
   CHECK(galleon_option_set("purge_window_ms", window) == 0);
 }
 
+/* 4g. Waves: 8 MiB of 4 KiB blocks allocated and written, freed, then 600 ms of
+ * busy work in the pages left (no page comes or goes, not idle), round after round.
+ * With a 200 ms window the peak is forgotten before each wave and its pages are
+ * purged, then faulted back.  Those re-faults lengthen the window (purge.c, "Recent
+ * demand"): 200 -> 400 -> 800 ms, and from then on the pages stay resident between
+ * waves.  The first waves fault all 2,048 pages; the last ones a fraction. */
+static void test_window_learns(void) {
+  const size_t n = 2048, waves = 7;
+  long window = galleon_option_get("purge_window_ms");
+  CHECK(galleon_option_set("purge_window_ms", 200) == 0);
+  sleep_ms(300); /* what earlier tests left goes first */
+  void **ptrs = map(n * sizeof(void *));
+  long faults[7];
+  double share_min = 1;
+  for (size_t w = 0; w < waves; w++) {
+    long f0 = minor_faults();
+    for (size_t i = 0; i < n; i++) {
+      ptrs[i] = malloc(4096);
+      CHECK(ptrs[i] != NULL);
+      memset(ptrs[i], 0x46, 4096);
+    }
+    faults[w] = minor_faults() - f0;
+    for (size_t i = 0; i < n; i++) free(ptrs[i]);
+    double t0 = now_s(), cpu0 = thread_cpu_s();
+    while (now_s() - t0 < 0.6) {
+      for (int i = 0; i < 1024; i++) {
+        volatile char *x = malloc(48);
+        CHECK(x != NULL);
+        x[0] = (char)i;
+        free((void *)x);
+      }
+    }
+    double share = (thread_cpu_s() - cpu0) / (now_s() - t0);
+    if (share < share_min) share_min = share;
+  }
+  printf("window learns: faults per wave of 2048 pages:");
+  for (size_t w = 0; w < waves; w++) printf(" %ld", faults[w]);
+  printf(" (this thread ran at least %.0f%% of each pause)\n", share_min * 100);
+  CHECKF(faults[0] >= (long)n / 2, "the first wave faulted only %ld pages", faults[0]);
+  /* Busy means over 1/8 of a CPU (see test_busy_not_idle): a thread that ran under
+   * half the time may be taken for idle, and its memory purged by that rule. */
+  if (share_min >= 0.5)
+    CHECKF(faults[waves - 1] + faults[waves - 2] <= (long)n / 2,
+           "the window did not learn: the last waves faulted %ld and %ld of %zu pages", faults[waves - 2],
+           faults[waves - 1], n);
+  else
+    printf("window learns: this thread ran %.0f%% of a pause: not checked\n", share_min * 100);
+  munmap(ptrs, n * sizeof(void *));
+  CHECK(galleon_option_set("purge_window_ms", window) == 0);
+}
+
 /* A block that grows by doubling (realloc), after a big block was freed into the
  * segment cache: the first step takes the head of the cached segment and leaves
  * its resident tail cached; each growth that follows takes its new pages from that
@@ -917,6 +968,7 @@ int main(void) {
   test_reuse_stays_resident();
   test_idle_return();
   test_busy_not_idle();
+  test_window_learns();
   test_regrow_rounds();
   test_warm_reuse();
   printf("memory tests passed in %.2f s\n", now_s() - t0);
