@@ -28,7 +28,8 @@
  * Who runs the rules: the owner thread when a page leaves use and every few slow
  * paths (purge_heap_tick), large frees (purge_large_freed), and one background
  * thread, started once 1 MiB of free memory is waiting, which wakes every
- * purge_idle_ms / 2 (10-250 ms) while any dirty memory exists, sleeps otherwise.  Busy
+ * purge_idle_ms / 2 (10-250 ms) while any dirty memory exists and for a second
+ * after, sleeps otherwise.  Busy
  * threads never signal it except to end a sleep without deadline.
  *
  * Lock order: (heap registry) -> segs->lock -> cache policy lock -> (segment cache
