@@ -311,7 +311,7 @@ typedef struct gl_demand_s {
   uint64_t learned_from_ms; /* ... purge_window_ms, which was this then */
   uint64_t resized_ms;      /* when it last changed */
   uint64_t purged_ms;                   /* the last purge of memory beyond it */
-  size_t purged_bytes, refaulted_bytes; /* of the purges since that last one */
+  size_t purged_bytes, refaulted_bytes; /* what this episode purged, and of it faulted back */
 } gl_demand_t;
 
 /* A heap's unused resident pages, and what its recent demand says to keep. */
