@@ -102,7 +102,8 @@ static size_t demand_keep(gl_demand_t *d, uint64_t now, size_t floor) {
 /* The rules purged `bytes` as beyond the recent peak (not idle, not trimmed). */
 static void demand_purged(gl_demand_t *d, size_t bytes, uint64_t now) {
   if (bytes == 0) return;
-  if (now - d->purged_ms > REGRET_WINDOWS * demand_window_ms(d)) d->purged_bytes = d->refaulted_bytes = 0; /* a new episode */
+  if (now - d->purged_ms > REGRET_WINDOWS * demand_window_ms(d)) /* a new episode */
+    d->purged_bytes = d->refaulted_bytes = 0;
   d->purged_bytes += bytes;
   d->purged_ms = now;
 }
@@ -710,10 +711,11 @@ static bool purge_round(uint64_t now) {
  * deadline, the purger keeps ticking this long before it sleeps without a deadline
  * again.  A program that queues memory now and then while it runs -- a request's
  * heap destroyed, a block freed into the cache, the purger finding nothing left an
- * instant later -- would otherwise end that sleep every time: bench `arena` (a heap destroyed per request, each one's pages gone by the
- * next round) woke it 7,300 times in 40,000 requests, 18,700 context switches
- * where the other allocators make one.  Ticking, it wakes 1000 / tick times a
- * second at most, and a program gone idle costs that many rounds once. */
+ * instant later -- would otherwise end that sleep every time: bench `arena` (a heap
+ * destroyed per request, each one's pages gone by the next round) woke it 7,300
+ * times in 40,000 requests, 18,700 context switches where the other allocators
+ * make one.  Ticking, it wakes 1000 / tick times a second at most, and a program
+ * gone idle costs that many rounds once. */
 #define PURGER_LINGER_MS 1000
 
 static void *purger_main(void *arg) {
