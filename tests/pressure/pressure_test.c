@@ -171,9 +171,27 @@ static void real_cgroup(const char *self) {
   CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "real cgroup child failed (status 0x%x)", status);
 }
 
+/* A byte count from a cgroup file; 0 when unreadable. */
+static unsigned long long read_cgroup_bytes(const char *dir, const char *name) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "r");
+  unsigned long long v = 0;
+  if (f != NULL) {
+    if (fscanf(f, "%llu", &v) != 1) v = 0;
+    fclose(f);
+  }
+  return v;
+}
+
 /* In the real cgroup: the working set is sized so that kept free memory takes the
- * cgroup past 90% of its 120 MB limit; Galleon must give it back. */
-static int real_child_main(void) {
+ * cgroup past 90% of its 120 MB limit; Galleon must give it back.  What it promises
+ * is the cgroup below that level (pressure_percent), not every byte returned: the
+ * pressure turns off 10 points below it, and frees that come after are kept again.
+ * Unloaded, the frees end before the purger's first look and all 104 MiB go; on a
+ * loaded machine its look came while they went on, pressure was over before the
+ * last of them, and 60-88 MiB stayed resident with the cgroup at 80-90%. */
+static int real_child_main(const char *dir) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   CHECK(galleon_option_set("purge_idle_ms", 3600000) == 0);
   CHECK(galleon_option_set("purge_window_ms", 3600000) == 0);
@@ -187,14 +205,17 @@ static int real_child_main(void) {
     memset(many[i], 3, BLOCK);
   }
   for (size_t i = 0; i < n; i++) free(many[i]);
-  bool returned = false;
-  for (int waited = 0; waited < 3000 && !returned; waited += 20) {
-    returned = rss_bytes() < before + 16 * MiB;
-    if (!returned) sleep_ms(20);
+  const unsigned long long limit = 120000000, level = limit / 100 * 90;
+  unsigned long long usage = read_cgroup_bytes(dir, "memory.usage_in_bytes");
+  for (int waited = 0; waited < 3000 && usage >= level; waited += 20) {
+    sleep_ms(20);
+    usage = read_cgroup_bytes(dir, "memory.usage_in_bytes");
   }
-  printf("pressure: real cgroup (120 MB limit): %.1f MiB resident after freeing 104 MiB\n",
-         (double)rss_bytes() / (double)MiB);
-  CHECKF(returned, "104 MiB freed under a 120 MB cgroup limit stayed resident");
+  printf("pressure: real cgroup (120 MB limit): %.1f MiB resident (%.1f at the start) after freeing 104 MiB, "
+         "cgroup usage %.1f MB\n",
+         (double)rss_bytes() / (double)MiB, (double)before / (double)MiB, (double)usage / 1e6);
+  CHECKF(usage > 0, "cannot read %s/memory.usage_in_bytes", dir);
+  CHECKF(usage < level, "104 MiB freed under a 120 MB cgroup limit held the cgroup at %.1f MB", (double)usage / 1e6);
   return 0;
 }
 
@@ -202,7 +223,7 @@ int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc == 3 && strcmp(argv[1], "--v2") == 0) return child_main(argv[2], true);
   if (argc == 3 && strcmp(argv[1], "--v1") == 0) return child_main(argv[2], false);
-  if (argc == 3 && strcmp(argv[1], "--real") == 0) return real_child_main();
+  if (argc == 3 && strcmp(argv[1], "--real") == 0) return real_child_main(argv[2]);
   char self[4096];
   ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
   CHECK(len > 0);
