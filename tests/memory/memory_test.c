@@ -115,7 +115,11 @@ static void test_large_returned(void) {
     CHECKF(r1 >= r0 + n - 4 * MiB, "RSS did not grow by 64 MiB (%.1f -> %.1f)", mib(r0), mib(r1));
     CHECK(p[n - 1] == 0x77);
     free(p);
-    size_t r2 = rss_wait_below(r0 + 8 * MiB, 3000);
+    /* A block taken back from the cache within the window stays resident on its
+     * free while that window remembers it (purge.c, huge blocks): up to 8 x
+     * purge_window_ms once the window has learned (one CI run kept 8 MiB of it
+     * past 3 s). */
+    size_t r2 = rss_wait_below(r0 + 8 * MiB, 10000);
     printf("large 64 MiB, round %d: RSS %.1f -> %.1f -> %.1f MiB\n", round, mib(r0), mib(r1),
            mib(r2));
     CHECKF(r2 < r0 + 8 * MiB, "freed 64 MiB block still resident (%.1f MiB above start)",
