@@ -5,12 +5,9 @@
  * the allocator is asked to return. */
 #define _GNU_SOURCE 1
 #include <dirent.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "../test_util.h"
 
