@@ -59,6 +59,7 @@ GL_HIDDEN void *alloc_block_start(gl_page_t *page, const void *p);
  * of their own code when GL_SECURE) ---- */
 /* A block of `size` bytes from `heap` (NULL: the thread's heap). */
 GL_HIDDEN void *secure_alloc(gl_heap_t *heap, size_t size, bool zero);
+GL_HIDDEN void *secure_malloc(size_t size);
 GL_HIDDEN void *secure_calloc(size_t count, size_t size);
 GL_HIDDEN void secure_free(void *p);
 /* memalign's block: `plain` serves size plus the trailer, aligned. */
@@ -152,7 +153,7 @@ GL_INLINE void alloc_free_plain(void *p) {
 /* The entry points: the plain paths, described to memcheck in GALLEON_VALGRIND
  * builds (annotate.h); in other builds the `if` vanishes. */
 GL_INLINE void *alloc_malloc_fast(size_t size) {
-  if (GL_SECURE) return secure_alloc(NULL, size, false);
+  if (GL_SECURE) return secure_malloc(size);
   if (GL_VALGRIND) {
     annotate_quiet_begin();
     void *p = alloc_malloc_plain(size);

@@ -384,43 +384,54 @@ void heap_trim_all(size_t keep) {
  * reach the next block of the size handed out.  A quarantined block still counts
  * in its page's `used`, so the page stays in use and in place meanwhile (no
  * retirement, no relink), whichever thread owns it; its release is the ordinary
- * free, local or remote.  Blocks of first-class heaps skip the quarantine
+ * free, local or remote, with the page the ring kept beside the block (nothing
+ * looked up twice).  Blocks of first-class heaps skip the quarantine
  * (galleon_heap_destroy takes every block of its pages back at once), and so do
  * blocks handed out at an interior address (secure.c). */
 #if GL_SECURE
-static void quarantine_release(gl_heap_t *heap, gl_block_t *block) {
-  gl_page_t *page = segment_page_of(segment_of(block), block);
+/* Out of the ring already, its bytes no longer counted. */
+void heap_quarantine_release(gl_heap_t *heap, gl_page_t *page, gl_block_t *block) {
   /* Its first two words held the pattern and the freed mark since it came in;
    * the rest of the pattern is checked when the block is handed out. */
+  uintptr_t key = page->key, mark = page_freed_mark(key, block);
   if (gl_unlikely(block->link != GL_SECURE_FILL_WORD))
     gl_fatal("write after free in the block at", block, ": the freed pattern is overwritten at ", block);
-  if (gl_unlikely(block->freed_mark != page_freed_mark(page->key, block)))
+  if (gl_unlikely(block->freed_mark != mark))
     gl_fatal("write after free in the block at", block, ": the freed pattern is overwritten at ", &block->freed_mark);
-  block->freed_mark = 0; /* the ordinary free marks it again */
+  if (gl_likely(__atomic_load_n(&page->fast_free_owner, __ATOMIC_RELAXED) == heap)) {
+    /* free's own fast path (alloc.h), the mark already set: a page of this
+     * heap, not on the full list. */
+    size_t list = page->free_push;
+    block->link = page_link_encode(key, block, page_list_head(page, list));
+    page_list_set_head(page, list, block);
+    if (gl_unlikely(--page->used == 0) && !page->kept_empty) heap_page_emptied(heap, page);
+    return;
+  }
+  block->freed_mark = 0; /* a remote free marks it again */
   heap_block_release(heap, page, block);
 }
 
+/* The oldest block out of the ring, and back to its page. */
 static void quarantine_pop(gl_heap_t *heap) {
-  gl_block_t *block = heap->quarantine[heap->quarantine_head];
+  struct gl_quarantined_s oldest = heap->quarantine[heap->quarantine_head];
   heap->quarantine_head = (heap->quarantine_head + 1) % GL_QUARANTINE_SLOTS;
   heap->quarantine_count--;
-  heap->quarantine_bytes -= segment_page_of(segment_of(block), block)->block_size;
-  quarantine_release(heap, block);
+  heap->quarantine_bytes -= oldest.page->block_size;
+  heap_quarantine_release(heap, oldest.page, oldest.block);
 }
 
-void heap_quarantine_push(gl_heap_t *heap, void *block, size_t bytes) {
-  while (heap->quarantine_count == GL_QUARANTINE_SLOTS ||
-         (heap->quarantine_count != 0 && heap->quarantine_bytes + bytes > GL_QUARANTINE_BYTES))
-    quarantine_pop(heap);
-  heap->quarantine[(heap->quarantine_head + heap->quarantine_count) % GL_QUARANTINE_SLOTS] = block;
-  heap->quarantine_count++;
-  heap->quarantine_bytes += bytes;
+void heap_quarantine_shrink(gl_heap_t *heap) {
+  /* Never the newest. */
+  while (heap->quarantine_count > 1 && heap->quarantine_bytes > GL_QUARANTINE_BYTES) quarantine_pop(heap);
 }
 #endif
 
 static void heap_quarantine_flush(gl_heap_t *heap) {
 #if GL_SECURE
   while (heap->quarantine_count != 0) quarantine_pop(heap);
+  gl_assert(heap->quarantine_bytes == 0);
+#else
+  (void)heap;
 #endif
 }
 

@@ -43,10 +43,32 @@ GL_HIDDEN void heap_page_unfull(gl_heap_t *heap, gl_page_t *page);
 GL_HIDDEN void heap_block_release(gl_heap_t *heap, gl_page_t *page, gl_block_t *block);
 
 #if GL_SECURE
-/* Secure build: a freed block (filled, marked freed, of `bytes`) waits in the
+/* Secure build: a freed block (filled, marked freed) of `page` waits in the
  * heap's quarantine; the oldest ones go back to their pages to make room (heap.c,
  * "Quarantine"). */
-GL_HIDDEN void heap_quarantine_push(gl_heap_t *heap, void *block, size_t bytes);
+GL_HIDDEN void heap_quarantine_release(gl_heap_t *heap, gl_page_t *page, gl_block_t *block);
+GL_HIDDEN void heap_quarantine_shrink(gl_heap_t *heap);
+GL_INLINE void heap_quarantine_push(gl_heap_t *heap, gl_page_t *page, gl_block_t *block) {
+  struct gl_quarantined_s oldest = {NULL, NULL};
+  uint32_t head = heap->quarantine_head, count = heap->quarantine_count;
+  size_t bytes = heap->quarantine_bytes + page->block_size;
+  if (count == GL_QUARANTINE_SLOTS) {
+    /* Full: the oldest makes room (its slot is the one the new block takes). */
+    oldest = heap->quarantine[head];
+    bytes -= oldest.page->block_size;
+    head = (head + 1) % GL_QUARANTINE_SLOTS;
+    count--;
+  }
+  struct gl_quarantined_s *slot = &heap->quarantine[(head + count) % GL_QUARANTINE_SLOTS];
+  slot->block = block;
+  slot->page = page;
+  heap->quarantine_head = head;
+  heap->quarantine_count = count + 1;
+  heap->quarantine_bytes = bytes;
+  if (gl_unlikely(bytes > GL_QUARANTINE_BYTES)) heap_quarantine_shrink(heap);
+  /* Last, so that free ends in a jump here and keeps nothing across a call. */
+  if (oldest.block != NULL) heap_quarantine_release(heap, oldest.page, oldest.block);
+}
 #endif
 
 /* malloc_trim(keep): the free memory of the calling thread's heap, of abandoned and

@@ -166,8 +166,9 @@ static void *block_ready(uint8_t *p, size_t size, bool zero) {
 
 /* The pattern over the first n bytes of a block (n + 7 rounded down to words
  * stays below its size word): small ones inline. */
+#define GL_SECURE_FILL_INLINE ((size_t)248) /* requests filled by the loop below */
 GL_INLINE void fill_words(uint8_t *at, size_t n) {
-  if (n <= 256) {
+  if (n <= GL_SECURE_FILL_INLINE + 8) {
     /* 32 bytes a round, the last 16-byte store ending at n (n >= 8; the block
      * holds 16 at least); the empty asm keeps gcc from making this `rep stos`,
      * whose start-up costs more than the few stores. */
@@ -206,6 +207,18 @@ void *secure_alloc(gl_heap_t *heap, size_t size, bool zero) {
   return block_ready(p, size, zero && !large_zero);
 }
 
+/* malloc's own path: the direct page's next block, or secure_alloc.  Kept apart
+ * so that it calls nothing on its way and saves no registers. */
+void *secure_malloc(size_t size) {
+  size_t inner = size + GL_SECURE_TRAILER;
+  if (gl_likely(inner <= GL_DIRECT_MAX && inner > size)) {
+    gl_page_t *page;
+    gl_block_t *block = alloc_direct_pop(gl_tls_heap, inner, &page);
+    if (gl_likely(block != NULL)) return block_ready_in_page(page, (uint8_t *)block, (uint8_t *)block, size, false);
+  }
+  return secure_alloc(NULL, size, false);
+}
+
 void *secure_calloc(size_t count, size_t size) {
   size_t total;
   if (gl_unlikely(__builtin_mul_overflow(count, size, &total))) {
@@ -224,36 +237,32 @@ void *secure_aligned(gl_heap_t *heap, size_t alignment, size_t size,
   return block_ready(plain(heap, alignment, size + GL_SECURE_TRAILER), size, false);
 }
 
-void secure_free(void *p) {
-  if (gl_likely(segment_map_get((uintptr_t)p) & GL_SEGMAP_PAGES_BIT)) {
-    gl_page_t *page = segment_page_of(segment_of(p), p);
-    if (gl_likely(page_is_block_start(page, p, false))) {
-      gl_block_t *block = p;
-      uintptr_t mark = page_freed_mark(page->key, block);
-      if (gl_unlikely(block->freed_mark == mark)) free_double(p);
-      size_t size = checked_size(page, p, p), bs = page->block_size;
-      /* What the program may have written: its request and the canary after it
-       * (the rest still holds the pattern it was handed out with), and the size
-       * word. */
-      fill_words((uint8_t *)block, size + 8);
-      store_word((uint8_t *)block + bs - 8, GL_SECURE_FILL_WORD);
-      /* A page of this thread's heap (never a first-class one), or of another
-       * heap that is not first-class. */
-      gl_heap_t *heap = gl_tls_heap;
-      if (gl_likely(__atomic_load_n(&page->fast_free_owner, __ATOMIC_RELAXED) == heap ||
-                    (heap != &gl_heap_empty && !__atomic_load_n(&page->owner->first_class, __ATOMIC_RELAXED)))) {
-        block->freed_mark = mark;
-        heap_quarantine_push(heap, block, bs);
-        return;
-      }
-      alloc_free_plain(p);
-      return;
-    }
-  } else if (p == NULL) {
+/* A page's live block, checked, whose request is `size`: the freed pattern. */
+GL_INLINE void fill_freed(gl_page_t *page, gl_block_t *block, size_t size) {
+  /* What the program may have written: its request and the canary after it (the
+   * rest still holds the pattern it was handed out with), and the size word. */
+  fill_words((uint8_t *)block, size + 8);
+  store_word((uint8_t *)block + page->block_size - 8, GL_SECURE_FILL_WORD);
+}
+
+/* Big requests (memset), and pages of other heaps. */
+static GL_NOINLINE void free_block_slow(gl_page_t *page, gl_block_t *block, size_t size, uintptr_t mark) {
+  fill_freed(page, block, size);
+  /* A page of this thread's heap (never a first-class one), or of another heap
+   * that is not first-class. */
+  gl_heap_t *heap = gl_tls_heap;
+  if (__atomic_load_n(&page->fast_free_owner, __ATOMIC_RELAXED) == heap ||
+      (heap != &gl_heap_empty && !__atomic_load_n(&page->owner->first_class, __ATOMIC_RELAXED))) {
+    block->freed_mark = mark;
+    heap_quarantine_push(heap, page, block);
     return;
   }
-  /* Interior (memalign, sampled by the heap profiler) and large blocks, and bad
-   * pointers: checked (a bad one is reported), then freed without quarantine. */
+  alloc_free_plain(block);
+}
+
+/* Interior (memalign, sampled by the heap profiler) and large blocks, and bad
+ * pointers: checked (a bad one is reported), then freed without quarantine. */
+static GL_NOINLINE void free_other(void *p) {
   void *start;
   gl_page_t *page = free_check_block(p, "invalid free of", false, &start);
   if (page == NULL) {
@@ -266,6 +275,32 @@ void secure_free(void *p) {
     store_word((uint8_t *)start + page->block_size - 8, GL_SECURE_FILL_WORD);
   }
   free_slow(p, "invalid free of");
+}
+
+/* The common case inline, and everything else a jump away: free keeps no
+ * registers of its own. */
+void secure_free(void *p) {
+  if (gl_likely(segment_map_get((uintptr_t)p) & GL_SEGMAP_PAGES_BIT)) {
+    gl_page_t *page = segment_page_of(segment_of(p), p);
+    if (gl_likely(page_is_block_start(page, p, false))) {
+      gl_block_t *block = p;
+      uintptr_t mark = page_freed_mark(page->key, block);
+      if (gl_unlikely(block->freed_mark == mark)) free_double(p);
+      size_t size = checked_size(page, p, p);
+      gl_heap_t *heap = gl_tls_heap;
+      if (gl_likely(size < GL_SECURE_FILL_INLINE && __atomic_load_n(&page->fast_free_owner, __ATOMIC_RELAXED) == heap)) {
+        fill_freed(page, block, size);
+        block->freed_mark = mark;
+        heap_quarantine_push(heap, page, block);
+        return;
+      }
+      free_block_slow(page, block, size, mark);
+      return;
+    }
+  } else if (p == NULL) {
+    return;
+  }
+  free_other(p);
 }
 
 size_t secure_usable_size(const void *p) {

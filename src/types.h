@@ -357,10 +357,13 @@ typedef struct gl_heap_s {
   gl_list_t large_blocks;             /* first-class: its large segments (under segs.lock) */
 #if GL_SECURE
   /* Freed blocks waiting before they go back to their pages' lists (heap.c,
-   * "Quarantine"): a ring of block starts, oldest at quarantine_head. */
+   * "Quarantine"): a ring, oldest at quarantine_head, each block with its page. */
   uint32_t quarantine_head, quarantine_count;
   size_t quarantine_bytes;
-  void *quarantine[GL_QUARANTINE_SLOTS];
+  struct gl_quarantined_s {
+    gl_block_t *block;
+    gl_page_t *page;
+  } quarantine[GL_QUARANTINE_SLOTS];
 #endif
   _Atomic(int) state;                 /* gl_heap_state_t */
   struct gl_heap_s *all_next;         /* every heap ever made (never freed) */

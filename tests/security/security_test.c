@@ -51,12 +51,16 @@
  *                       overwritten at P+30"
  *   write_after_free_evicted  the same, the block pushed out of the quarantine by
  *                       2000 later frees instead of malloc_trim
+ *   write_after_free_bytes  the same for a medium block (100 KB), pushed out by
+ *                       the quarantine's byte bound (8 more frees of its size)
  *   forged_link_quarantined  a forged link written into a block in quarantine:
  *                       "write after free ... overwritten at P" when it leaves
  *   forged_link_listed  a forged link written after the block left the quarantine
  *                       (it is on local_free): the heap corruption line, as above
  *   thread_free_forged, heap_forged  as in the default build
  *   double_free_reuse   free, malloc_trim, reuse, free, free: "double free of P"
+ *   double_free_released  free, malloc_trim (the block back on its page), free:
+ *                       "double free of P"
  *   read_after_free     a freed block reads as the pattern 0xdb, not its data (but
  *                       for its second word: the freed mark)
  *   fresh_blocks        a block handed out again holds none of its old data, a
@@ -434,6 +438,25 @@ static void write_after_free_evicted(void *arg) {
   secure_alloc_until(64, p);
 }
 
+/* Medium blocks: the quarantine's byte bound (512 KiB) pushes the block out after
+ * five more frees of 100 KB, long before its 256 slots are used. */
+static void write_after_free_bytes(void *arg) {
+  char *p = freed_block(100000, true);
+  ((volatile char *)opaque(p))[30] = 'X';
+  for (int i = 0; i < 8; i++) free(malloc(100000));
+  /* Bounded: kept in quarantine, it would not come back before memory ran out. */
+  for (int i = 0; i < 256; i++) {
+    void *q = malloc(100000);
+    SETUP(q != NULL);
+    if (q == p) {
+      say("the block %p came back after %d allocations: nothing caught", p, i + 1);
+      _exit(5);
+    }
+  }
+  say("the block %p did not come back in 256 allocations", p);
+  _exit(5);
+}
+
 static void forged_link_quarantined(void *arg) {
   char *p = freed_block(48, true);
   write_word(p, (uintptr_t)target);
@@ -452,6 +475,17 @@ static void forged_link_listed(void *arg) {
 }
 
 static void secure_double_free(void *arg) { free_reused_twice(true); }
+
+/* Freed, out of the quarantine (malloc_trim) and back on its page's list, not
+ * handed out again: a second free is named a double free, as in the default build. */
+static void double_free_released(void *arg) {
+  page_keeper = malloc(48);
+  char *p = freed_block(48, false);
+  malloc_trim(0);
+  free(opaque(p)); /* must abort here */
+  say("the double free of %p was not caught", (void *)p);
+  _exit(5);
+}
 
 static void read_after_free(void *arg) {
   unsigned char *p = malloc(100);
@@ -900,11 +934,13 @@ int main(void) {
   const char *waf_at = ": the freed pattern is overwritten at ";
   expect_line("write_after_free", write_after_free, NULL, waf, waf_at, 30);
   expect_line("write_after_free_evicted", write_after_free_evicted, NULL, waf, waf_at, 30);
+  expect_line("write_after_free_bytes", write_after_free_bytes, NULL, waf, waf_at, 30);
   expect_line("forged_link_quarantined", forged_link_quarantined, NULL, waf, waf_at, 0);
   expect_corruption("forged_link_listed", forged_link_listed);
   expect_corruption("thread_free_forged", thread_free_forged);
   expect_corruption("heap_forged", heap_forged);
   expect_line("double_free_reuse", secure_double_free, NULL, "galleon: error: double free of ", "", -1);
+  expect_line("double_free_released", double_free_released, NULL, "galleon: error: double free of ", "", -1);
   expect_exit0("read_after_free", read_after_free);
   expect_exit0("fresh_blocks", fresh_blocks);
   expect_exit0("quarantine", quarantine);
