@@ -138,10 +138,7 @@ GL_INLINE void alloc_free_plain(void *p) {
       uintptr_t key = page->key, mark = page_freed_mark(key, block);
       if (gl_unlikely(block->freed_mark == mark)) free_double(p);
       block->freed_mark = mark;
-      size_t list = page->free_push; /* local_free, or free (page.h) */
-      block->link = page_link_encode(key, block, page_list_head(page, list));
-      page_list_set_head(page, list, block);
-      if (gl_unlikely(--page->used == 0) && !page->kept_empty) heap_block_freed_last(p);
+      if (page_push_freed(page, block, key)) heap_block_freed_last(p); /* local_free, or free (page.h) */
       return;
     }
     free_in_page_slow(p, page);

@@ -401,10 +401,7 @@ void heap_quarantine_release(gl_heap_t *heap, gl_page_t *page, gl_block_t *block
   if (gl_likely(__atomic_load_n(&page->fast_free_owner, __ATOMIC_RELAXED) == heap)) {
     /* free's own fast path (alloc.h), the mark already set: a page of this
      * heap, not on the full list. */
-    size_t list = page->free_push;
-    block->link = page_link_encode(key, block, page_list_head(page, list));
-    page_list_set_head(page, list, block);
-    if (gl_unlikely(--page->used == 0) && !page->kept_empty) heap_page_emptied(heap, page);
+    if (page_push_freed(page, block, key)) heap_page_emptied(heap, page);
     return;
   }
   block->freed_mark = 0; /* a remote free marks it again */

@@ -176,6 +176,15 @@ GL_INLINE void page_list_set_head(gl_page_t *page, size_t index, gl_block_t *blo
   ((gl_block_t **)page)[index] = block;
 }
 GL_INLINE void page_push_to_local(gl_page_t *page) { page->free_push = GL_PUSH_LOCAL; }
+/* The owner's free of a block already marked freed (key: page->key): onto the
+ * list free_push names.  True when that left the page empty and not kept (the
+ * caller then calls heap_page_emptied). */
+GL_INLINE bool page_push_freed(gl_page_t *page, gl_block_t *block, uintptr_t key) {
+  size_t list = page->free_push;
+  block->link = page_link_encode(key, block, page_list_head(page, list));
+  page_list_set_head(page, list, block);
+  return gl_unlikely(--page->used == 0) && !page->kept_empty;
+}
 /* `sampling`: the heap profiler charges this page's lists (heap.c). */
 GL_INLINE void page_push_to_free_unless(gl_page_t *page, bool sampling) {
   page->free_push = GL_SECURE || sampling || page->free_is_zero ? GL_PUSH_LOCAL : GL_PUSH_FREE;
