@@ -207,14 +207,21 @@ void *secure_alloc(gl_heap_t *heap, size_t size, bool zero) {
   return block_ready(p, size, zero && !large_zero);
 }
 
-/* malloc's own path: the direct page's next block, or secure_alloc.  Kept apart
- * so that it calls nothing on its way and saves no registers. */
+static GL_NOINLINE void *malloc_refill(gl_heap_t *heap, size_t size) {
+  return block_ready(heap_malloc_refill(size + GL_SECURE_TRAILER, heap, false), size, false);
+}
+
+/* malloc's own path: the direct page's next block, or the refill (which tries
+ * the direct page no more), or secure_alloc for bigger requests.  Kept apart so
+ * that it calls nothing on its way and saves no registers. */
 void *secure_malloc(size_t size) {
   size_t inner = size + GL_SECURE_TRAILER;
   if (gl_likely(inner <= GL_DIRECT_MAX && inner > size)) {
+    gl_heap_t *heap = gl_tls_heap;
     gl_page_t *page;
-    gl_block_t *block = alloc_direct_pop(gl_tls_heap, inner, &page);
+    gl_block_t *block = alloc_direct_pop(heap, inner, &page);
     if (gl_likely(block != NULL)) return block_ready_in_page(page, (uint8_t *)block, (uint8_t *)block, size, false);
+    return malloc_refill(heap, size);
   }
   return secure_alloc(NULL, size, false);
 }
